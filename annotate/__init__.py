@@ -1,0 +1,1 @@
+"""Domain core: projects, classes, scenes, annotations, detections; ingest, geo frames and tiles."""

@@ -1,0 +1,78 @@
+"""The one table that maps domain errors to HTTP status, and the API's single JSON error shape.
+
+Every API error answers `{"error": {"code": str, "message": str, "detail": any}}`.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_default_handler
+
+from .errors import Conflict, DomainError, IngestError, NotAllowed, SceneNotReady, UploadTooLarge
+
+# The one table: domain error -> HTTP status.
+HTTP_STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    IngestError: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    UploadTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    NotAllowed: status.HTTP_403_FORBIDDEN,
+    Conflict: status.HTTP_409_CONFLICT,
+    SceneNotReady: status.HTTP_409_CONFLICT,
+    DomainError: status.HTTP_400_BAD_REQUEST,
+}
+
+
+def http_status_for(exc: DomainError) -> int:
+    """The HTTP status of a domain error (the most specific entry of the table)."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS_BY_ERROR:
+            return HTTP_STATUS_BY_ERROR[cls]
+    return status.HTTP_400_BAD_REQUEST
+
+
+def error_body(code: str, message: str, detail=None) -> dict:
+    """The API's error shape."""
+    return {"error": {"code": code, "message": message, "detail": detail}}
+
+
+def api_exception_handler(exc, context):
+    """DRF exception handler: domain errors via the table, DRF's own errors re-shaped."""
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.detail), status=http_status_for(exc))
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    response = drf_default_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, drf_exceptions.ValidationError):
+        body = error_body("invalid", "The request has invalid fields; see detail.", data)
+    else:
+        codes = exc.get_codes() if isinstance(exc, drf_exceptions.APIException) else "error"
+        message = data.get("detail", str(exc)) if isinstance(data, dict) else str(exc)
+        body = error_body(codes if isinstance(codes, str) else "error", str(message))
+    response.data = body
+    return response
+
+
+def json_404(request, exception=None):
+    """Django's 404 handler: JSON under /api/, the plain page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def json_500(request):
+    """Django's 500 handler: JSON under /api/, the plain page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            error_body("server_error", "Internal error; it has been logged. Try again or report it."), status=500
+        )
+    from django.views.defaults import server_error
+
+    return server_error(request)

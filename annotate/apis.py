@@ -1,0 +1,259 @@
+"""REST endpoints of the domain core: thin views over selectors and services."""
+
+from django.db import IntegrityError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from . import selectors, services
+from .errors import Conflict
+from .models import DetectionSource, DetectionStatus
+from .pagination import FeaturePagination
+from .permissions import Action, require
+from .serializers import (
+    AnnotationSerializer,
+    DetectionSerializer,
+    ObjectClassSerializer,
+    ProjectSerializer,
+    SceneSerializer,
+)
+
+
+def _int_param(request, name: str) -> int | None:
+    """An optional integer query parameter; 400 when it is not one."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValidationError({name: f"must be an integer, got {value!r}"}) from exc
+
+
+def _float_param(request, name: str) -> float | None:
+    """An optional float query parameter; 400 when it is not one."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ValidationError({name: f"must be a number, got {value!r}"}) from exc
+
+
+def _choice_param(request, name: str, choices) -> str | None:
+    """An optional choice query parameter; 400 when it is not one of the choices."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if value not in choices.values:
+        raise ValidationError({name: f"must be one of {', '.join(choices.values)}, got {value!r}"})
+    return value
+
+
+def _bbox_filter(request, queryset, field: str):
+    """Keep rows whose geometry intersects `?bbox=minlon,minlat,maxlon,maxlat`."""
+    value = request.query_params.get("bbox")
+    if not value:
+        return queryset
+    try:
+        polygon = selectors.bbox_polygon(value)
+    except ValueError as exc:
+        raise ValidationError({"bbox": str(exc)}) from exc
+    return queryset.filter(**{f"{field}__intersects": polygon})
+
+
+BBOX_PARAM = OpenApiParameter("bbox", OpenApiTypes.STR, description="minlon,minlat,maxlon,maxlat (EPSG:4326)")
+
+
+class ProjectListCreateApi(generics.ListCreateAPIView):
+    """Your projects; POST creates one with you as manager and the default classes."""
+
+    serializer_class = ProjectSerializer
+
+    def get_queryset(self):
+        return selectors.project_list(user=self.request.user).prefetch_related("memberships__user")
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.project_create(
+                user=self.request.user, **serializer.validated_data
+            )
+        except IntegrityError as exc:
+            raise Conflict("A project with this name already exists; choose another name.") from exc
+
+
+class ProjectDetailApi(generics.RetrieveUpdateAPIView):
+    """One of your projects; managers may rename it."""
+
+    serializer_class = ProjectSerializer
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.project_list(user=self.request.user).prefetch_related("memberships__user")
+
+    def perform_update(self, serializer):
+        require(selectors.role_of(user=self.request.user, project=serializer.instance), Action.EDIT_PROJECT)
+        serializer.save()
+
+
+class ClassListCreateApi(generics.ListCreateAPIView):
+    """A project's classes; managers may add one (it gets the next stable index)."""
+
+    serializer_class = ObjectClassSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        project = selectors.project_get(user=self.request.user, project_id=self.kwargs["project_id"])
+        return project.classes.all()
+
+    def perform_create(self, serializer):
+        project = selectors.project_get(user=self.request.user, project_id=self.kwargs["project_id"])
+        try:
+            serializer.instance = services.object_class_create(
+                project=project, role=selectors.role_of(user=self.request.user, project=project),
+                name=serializer.validated_data["name"], color=serializer.validated_data.get("color", "#ff0000"),
+            )
+        except IntegrityError as exc:
+            raise Conflict("The project already has a class with this name.") from exc
+
+
+class ClassDetailApi(generics.RetrieveUpdateAPIView):
+    """One class; managers may rename it or change its colour (its index never changes)."""
+
+    serializer_class = ObjectClassSerializer
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.class_list(user=self.request.user)
+
+    def perform_update(self, serializer):
+        require(selectors.role_of(user=self.request.user, project=serializer.instance.project), Action.EDIT_CLASSES)
+        try:
+            serializer.save()
+        except IntegrityError as exc:
+            raise Conflict("The project already has a class with this name.") from exc
+
+
+class SceneListApi(generics.ListAPIView):
+    """Scenes you can see; `?project=ID` and `?status=` filter."""
+
+    serializer_class = SceneSerializer
+
+    @extend_schema(parameters=[OpenApiParameter("project", int), OpenApiParameter("status", str)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        qs = selectors.scene_list(user=self.request.user)
+        project_id = self.kwargs.get("project_id") or _int_param(self.request, "project")
+        if project_id is not None:
+            qs = qs.filter(project_id=project_id)
+        if status_ := self.request.query_params.get("status"):
+            qs = qs.filter(status=status_)
+        return qs
+
+
+class SceneDetailApi(generics.RetrieveDestroyAPIView):
+    """One scene with footprint and metadata; managers may delete it."""
+
+    serializer_class = SceneSerializer
+
+    def get_queryset(self):
+        return selectors.scene_list(user=self.request.user)
+
+    def perform_destroy(self, instance):
+        services.scene_delete(scene=instance, role=selectors.role_of(user=self.request.user, project=instance.project))
+
+
+class AnnotationListCreateApi(generics.ListCreateAPIView):
+    """Example polygons as a FeatureCollection; filters: scene, class, bbox. POST a Feature to add one."""
+
+    serializer_class = AnnotationSerializer
+    pagination_class = FeaturePagination
+
+    @extend_schema(parameters=[OpenApiParameter("scene", int), OpenApiParameter("class", int), BBOX_PARAM])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        qs = selectors.annotation_list(user=self.request.user)
+        if (scene_id := _int_param(self.request, "scene")) is not None:
+            qs = qs.filter(scene_id=scene_id)
+        if (class_id := _int_param(self.request, "class")) is not None:
+            qs = qs.filter(object_class_id=class_id)
+        return _bbox_filter(self.request, qs, "geometry")
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        scene = selectors.scene_get(user=request.user, scene_id=serializer.validated_data["scene"].pk)
+        annotation = services.annotation_create(
+            scene=scene,
+            object_class=serializer.validated_data["object_class"],
+            geometry=serializer.validated_data["geometry"],
+            author=request.user,
+            role=selectors.role_of(user=request.user, project=scene.project),
+        )
+        return Response(self.get_serializer(annotation).data, status=status.HTTP_201_CREATED)
+
+
+class AnnotationDetailApi(generics.RetrieveDestroyAPIView):
+    """One example polygon; its author or a manager may delete it."""
+
+    serializer_class = AnnotationSerializer
+
+    def get_queryset(self):
+        return selectors.annotation_list(user=self.request.user)
+
+    def perform_destroy(self, instance):
+        role = selectors.role_of(user=self.request.user, project=instance.scene.project)
+        if instance.author_id != self.request.user.pk:
+            require(role, Action.EDIT_PROJECT)
+        instance.delete()
+
+
+class DetectionListApi(generics.ListAPIView):
+    """Detections as a FeatureCollection, best score first; filters: scene, class, status, source, score, bbox."""
+
+    serializer_class = DetectionSerializer
+    pagination_class = FeaturePagination
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("scene", int), OpenApiParameter("class", int),
+            OpenApiParameter("status", str, enum=DetectionStatus.values),
+            OpenApiParameter("source", str, enum=DetectionSource.values),
+            OpenApiParameter("score_min", float), OpenApiParameter("score_max", float), BBOX_PARAM,
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        request = self.request
+        qs = selectors.detection_list(user=request.user)
+        if (scene_id := _int_param(request, "scene")) is not None:
+            qs = qs.filter(scene_id=scene_id)
+        if (class_id := _int_param(request, "class")) is not None:
+            qs = qs.filter(object_class_id=class_id)
+        if status_ := _choice_param(request, "status", DetectionStatus):
+            qs = qs.filter(status=status_)
+        if source := _choice_param(request, "source", DetectionSource):
+            qs = qs.filter(source=source)
+        if (score_min := _float_param(request, "score_min")) is not None:
+            qs = qs.filter(score__gte=score_min)
+        if (score_max := _float_param(request, "score_max")) is not None:
+            qs = qs.filter(score__lte=score_max)
+        return _bbox_filter(request, qs, "geometry")
+
+
+class DetectionDetailApi(generics.RetrieveAPIView):
+    """One detection."""
+
+    serializer_class = DetectionSerializer
+
+    def get_queryset(self):
+        return selectors.detection_list(user=self.request.user)

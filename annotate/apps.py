@@ -1,0 +1,10 @@
+"""App config for the domain core."""
+
+from django.apps import AppConfig
+
+
+class AnnotateConfig(AppConfig):
+    """Domain core app."""
+
+    name = "annotate"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,42 @@
+"""Domain errors: refusals a user can act on. HTTP mapping lives in annotate.api_errors."""
+
+
+class DomainError(Exception):
+    """A refusal the user can act on; the message says what went wrong and what to do."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, *, detail=None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class IngestError(DomainError):
+    """A raster that cannot be ingested (not a TIFF, no georeferencing, too large, corrupt, empty)."""
+
+    code = "ingest_failed"
+
+
+class UploadTooLarge(DomainError):
+    """An upload over UPLOAD_MAX_BYTES."""
+
+    code = "upload_too_large"
+
+
+class NotAllowed(DomainError):
+    """A member whose role does not allow the action."""
+
+    code = "forbidden"
+
+
+class Conflict(DomainError):
+    """A stale edit or a state that does not allow the action."""
+
+    code = "conflict"
+
+
+class SceneNotReady(DomainError):
+    """A scene that has not finished its ingest."""
+
+    code = "scene_not_ready"

@@ -1,0 +1,98 @@
+"""Coordinate frames in one place: pixel (col, row) <-> scene CRS <-> EPSG:4326, and web-map zooms.
+
+Pixel coordinates are `_px`: x = column, y = row, origin at the top-left corner of the top-left pixel.
+Boxes are XYXY unless the name says otherwise.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.warp import transform as warp_transform
+
+WGS84 = CRS.from_epsg(4326)
+EARTH_RADIUS_M = 6_378_137.0
+# Metres per pixel at zoom 0 on the equator for 256 px WebMercatorQuad tiles.
+WEB_MERCATOR_Z0_RES_M = 2 * math.pi * EARTH_RADIUS_M / 256
+
+
+def transform_from_gdal(geotransform: Sequence[float]) -> Affine:
+    """The Affine of a GDAL geotransform (x0, dx, rx, y0, ry, dy)."""
+    return Affine.from_gdal(*geotransform)
+
+
+def px_to_crs(transform: Affine, xs_px: np.ndarray, ys_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates to the scene's CRS."""
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+    xs_px, ys_px = np.asarray(xs_px, dtype=float), np.asarray(ys_px, dtype=float)
+    return a * xs_px + b * ys_px + c, d * xs_px + e * ys_px + f
+
+
+def crs_to_px(transform: Affine, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scene-CRS coordinates to pixel coordinates."""
+    inv = ~transform
+    return px_to_crs(inv, xs, ys)
+
+
+def crs_to_lonlat(crs: CRS, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scene-CRS coordinates to longitude, latitude (EPSG:4326, x = lon)."""
+    lons, lats = warp_transform(crs, WGS84, list(np.ravel(xs)), list(np.ravel(ys)))
+    return np.asarray(lons), np.asarray(lats)
+
+
+def lonlat_to_crs(crs: CRS, lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude, latitude to the scene's CRS."""
+    xs, ys = warp_transform(WGS84, crs, list(np.ravel(lons)), list(np.ravel(lats)))
+    return np.asarray(xs), np.asarray(ys)
+
+
+def px_to_lonlat(crs: CRS, transform: Affine, xs_px, ys_px) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates to longitude, latitude."""
+    return crs_to_lonlat(crs, *px_to_crs(transform, xs_px, ys_px))
+
+
+def lonlat_to_px(crs: CRS, transform: Affine, lons, lats) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude, latitude to pixel coordinates."""
+    return crs_to_px(transform, *lonlat_to_crs(crs, lons, lats))
+
+
+def footprint_ring_lonlat(
+    crs: CRS, transform: Affine, width: int, height: int, points_per_edge: int = 16
+) -> list[tuple[float, float]]:
+    """The raster's outline as a closed lon/lat ring, densified so that curved edges stay true."""
+    t = np.linspace(0.0, 1.0, points_per_edge, endpoint=False)
+    xs = np.concatenate([t * width, np.full_like(t, width), (1 - t) * width, np.zeros_like(t)])
+    ys = np.concatenate([np.zeros_like(t), t * height, np.full_like(t, height), (1 - t) * height])
+    lons, lats = px_to_lonlat(crs, transform, xs, ys)
+    ring = list(zip(lons.tolist(), lats.tolist(), strict=True))
+    return ring + [ring[0]]
+
+
+def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres on the WGS84 equatorial sphere."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+
+
+def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) -> float:
+    """Metres on the ground per pixel at the scene centre (true distance, whatever the CRS units)."""
+    cx, cy = width / 2, height / 2
+    lons, lats = px_to_lonlat(crs, transform, [cx, cx + 1, cx], [cy, cy, cy + 1])
+    dx = haversine_m(lons[0], lats[0], lons[1], lats[1])
+    dy = haversine_m(lons[0], lats[0], lons[2], lats[2])
+    return (dx + dy) / 2
+
+
+def native_zoom(gsd_m: float, lat: float) -> int:
+    """The smallest web-map zoom whose pixels are as fine as the scene's (0.1 m -> about 21)."""
+    res_z0 = WEB_MERCATOR_Z0_RES_M * math.cos(math.radians(lat))
+    return max(0, min(30, math.ceil(math.log2(res_z0 / gsd_m) - 1e-9)))
+
+
+def overview_zoom(native: int, width: int, height: int, tile_px: int = 256) -> int:
+    """The zoom at which the whole scene fits in about one tile."""
+    return max(0, native - math.ceil(math.log2(max(width, height, tile_px) / tile_px)))

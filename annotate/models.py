@@ -1,0 +1,176 @@
+"""Domain models: Project, Membership, ObjectClass, Scene, Annotation, Detection."""
+
+from django.conf import settings
+from django.contrib.gis.db import models
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    """A member's role in a project; what each may do is in annotate.permissions."""
+
+    MANAGER = "manager", "Manager"
+    REVIEWER = "reviewer", "Reviewer"
+    ANNOTATOR = "annotator", "Annotator"
+    VIEWER = "viewer", "Viewer"
+
+
+class Project(models.Model):
+    """A team's workspace: its members, classes and scenes."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in one project."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="uniq_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+
+class ObjectClass(models.Model):
+    """A class of object in a project; `index` is the stable id used by exports (YOLO, COCO)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="classes")
+    name = models.CharField(max_length=100)
+    color = models.CharField(max_length=7, default="#ff0000", help_text="#rrggbb")
+    index = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["project", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="uniq_class_name"),
+            models.UniqueConstraint(fields=["project", "index"], name="uniq_class_index"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SceneStatus(models.TextChoices):
+    """Where a scene is in its ingest."""
+
+    UPLOADED = "uploaded", "Uploaded"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Scene(models.Model):
+    """An uploaded raster, stored as a COG; its footprint and metadata are filled in by ingest."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scenes")
+    name = models.CharField(max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    upload_path = models.CharField(max_length=500, blank=True, help_text="the uploaded file, under DATA_DIR")
+    cog_path = models.CharField(max_length=500, blank=True, help_text="the COG, under DATA_DIR")
+    footprint = models.PolygonField(srid=4326, null=True, blank=True)
+    crs = models.TextField(blank=True, help_text="the scene's CRS as EPSG:n or WKT")
+    geotransform = models.JSONField(null=True, blank=True, help_text="GDAL order: x0, dx, rx, y0, ry, dy")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    band_count = models.PositiveSmallIntegerField(null=True, blank=True)
+    dtype = models.CharField(max_length=16, blank=True)
+    gsd_m = models.FloatField(null=True, blank=True, help_text="ground resolution, metres per pixel")
+    rgb_bands = models.JSONField(null=True, blank=True, help_text="three 1-based band indexes of the COG")
+    stretch = models.JSONField(null=True, blank=True, help_text="per COG band [low, high] display range")
+    min_zoom = models.PositiveSmallIntegerField(null=True, blank=True)
+    max_zoom = models.PositiveSmallIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=SceneStatus.choices, default=SceneStatus.UPLOADED)
+    error = models.TextField(blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Annotation(models.Model):
+    """An example polygon drawn by a person; examples drive the visual search."""
+
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="annotations")
+    object_class = models.ForeignKey(ObjectClass, on_delete=models.PROTECT, related_name="annotations")
+    geometry = models.PolygonField(srid=4326)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class DetectionSource(models.TextChoices):
+    """What produced a detection."""
+
+    SEARCH = "search", "Visual search"
+    REFINE = "refine", "SAM2 refinement"
+    YOLO = "yolo", "YOLO detector"
+    MANUAL = "manual", "Drawn by a reviewer"
+
+
+class DetectionStatus(models.TextChoices):
+    """A detection's review state."""
+
+    PROPOSED = "proposed", "Proposed"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class Detection(models.Model):
+    """A candidate object; reviewers accept, reject or change it. `version` guards concurrent edits."""
+
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="detections")
+    object_class = models.ForeignKey(ObjectClass, on_delete=models.PROTECT, related_name="detections")
+    geometry = models.PolygonField(srid=4326)
+    bbox = models.PolygonField(srid=4326, help_text="axis-aligned box of the geometry in EPSG:4326")
+    score = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    source = models.CharField(max_length=16, choices=DetectionSource.choices)
+    status = models.CharField(max_length=16, choices=DetectionStatus.choices, default=DetectionStatus.PROPOSED)
+    version = models.PositiveIntegerField(default=1)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    job = models.ForeignKey(
+        "gpu_tasks.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="detections"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-score", "id"]
+        indexes = [
+            models.Index(fields=["scene", "status"]),
+            models.Index(fields=["scene", "object_class"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | (Q(score__gte=0) & Q(score__lte=1)), name="detection_score_0_1"
+            )
+        ]

@@ -1,0 +1,42 @@
+"""What each project role may do: one table, one check."""
+
+from enum import StrEnum
+
+from .errors import NotAllowed
+from .models import Role
+
+
+class Action(StrEnum):
+    """Actions that need more than membership."""
+
+    EDIT_PROJECT = "edit the project"
+    EDIT_CLASSES = "edit classes"
+    UPLOAD_SCENE = "upload scenes"
+    DELETE_SCENE = "delete scenes"
+    ANNOTATE = "draw examples"
+    REVIEW = "review detections"
+    RUN_JOBS = "run jobs"
+
+
+ALLOWED_ROLES: dict[Action, set[str]] = {
+    Action.EDIT_PROJECT: {Role.MANAGER},
+    Action.EDIT_CLASSES: {Role.MANAGER},
+    Action.UPLOAD_SCENE: {Role.MANAGER, Role.ANNOTATOR},
+    Action.DELETE_SCENE: {Role.MANAGER},
+    Action.ANNOTATE: {Role.MANAGER, Role.ANNOTATOR, Role.REVIEWER},
+    Action.REVIEW: {Role.MANAGER, Role.REVIEWER},
+    Action.RUN_JOBS: {Role.MANAGER, Role.ANNOTATOR, Role.REVIEWER},
+}
+
+
+def role_allows(role: str | None, action: Action) -> bool:
+    """Whether a role may do an action."""
+    return role in ALLOWED_ROLES[action]
+
+
+def require(role: str | None, action: Action) -> None:
+    """Raise NotAllowed unless the role may do the action."""
+    if not role_allows(role, action):
+        raise NotAllowed(
+            f"Your role ({role or 'none'}) may not {action.value} in this project; ask a project manager."
+        )

@@ -1,0 +1,59 @@
+"""Reads, always scoped by project membership: what a user cannot see does not exist (404)."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.gis.geos import Polygon
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from .models import Annotation, Detection, Membership, ObjectClass, Project, Scene
+
+
+def project_list(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Projects the user is a member of."""
+    return Project.objects.filter(memberships__user=user)
+
+
+def project_get(*, user: AbstractBaseUser, project_id: int) -> Project:
+    """One of the user's projects, or 404."""
+    return get_object_or_404(project_list(user=user), pk=project_id)
+
+
+def role_of(*, user: AbstractBaseUser, project: Project) -> str | None:
+    """The user's role in a project (None when not a member)."""
+    return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+
+
+def class_list(*, user: AbstractBaseUser) -> QuerySet[ObjectClass]:
+    """Classes of the user's projects."""
+    return ObjectClass.objects.filter(project__memberships__user=user)
+
+
+def scene_list(*, user: AbstractBaseUser) -> QuerySet[Scene]:
+    """Scenes of the user's projects."""
+    return Scene.objects.filter(project__memberships__user=user).select_related("project")
+
+
+def scene_get(*, user: AbstractBaseUser, scene_id: int) -> Scene:
+    """One scene the user may see, or 404."""
+    return get_object_or_404(scene_list(user=user), pk=scene_id)
+
+
+def annotation_list(*, user: AbstractBaseUser) -> QuerySet[Annotation]:
+    """Example polygons in the user's projects."""
+    return Annotation.objects.filter(scene__project__memberships__user=user).select_related("object_class")
+
+
+def detection_list(*, user: AbstractBaseUser) -> QuerySet[Detection]:
+    """Detections in the user's projects."""
+    return Detection.objects.filter(scene__project__memberships__user=user).select_related("object_class")
+
+
+def bbox_polygon(value: str) -> Polygon:
+    """Parse `minlon,minlat,maxlon,maxlat` into an EPSG:4326 polygon; ValueError with a clear message."""
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in value.split(","))
+    except ValueError as exc:
+        raise ValueError("bbox must be four numbers: minlon,minlat,maxlon,maxlat") from exc
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise ValueError("bbox must satisfy -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90")
+    return Polygon.from_bbox((minx, miny, maxx, maxy))

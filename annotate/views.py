@@ -1,0 +1,40 @@
+"""Server-rendered page shells; the TypeScript front end does the rest through the API."""
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+from . import selectors
+from .permissions import Action, role_allows
+from .serializers import SceneSerializer
+
+
+@login_required
+def home(request):
+    """The user's projects."""
+    return render(request, "annotate/home.html", {"projects": selectors.project_list(user=request.user)})
+
+
+@login_required
+def project_page(request, project_id: int):
+    """A project's scenes, with upload."""
+    project = selectors.project_get(user=request.user, project_id=project_id)
+    role = selectors.role_of(user=request.user, project=project)
+    return render(
+        request,
+        "annotate/project.html",
+        {"project": project, "role": role, "can_upload": role_allows(role, Action.UPLOAD_SCENE)},
+    )
+
+
+@login_required
+def scene_page(request, scene_id: int):
+    """A scene on the map (home of the review tools)."""
+    scene = selectors.scene_get(user=request.user, scene_id=scene_id)
+    data = SceneSerializer(scene).data
+    return render(
+        request,
+        "annotate/scene.html",
+        {"scene": scene, "project": scene.project, "scene_data": json.loads(json.dumps(data, default=str))},
+    )

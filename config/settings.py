@@ -1,0 +1,227 @@
+"""All settings, read from the environment (and an optional .env file) in this one module."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _load_dotenv(path: Path) -> None:
+    """Put KEY=VALUE lines of a .env file into the environment without overriding what is set."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+
+
+_load_dotenv(Path(os.environ.get("GEOREVIEW_ENV_FILE", BASE_DIR / ".env")))
+
+
+def env_str(name: str, default: str) -> str:
+    """A string setting."""
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A boolean setting: 1/true/yes/on are true."""
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer setting."""
+    return int(os.environ.get(name, default))
+
+
+def env_list(name: str, default: str) -> list[str]:
+    """A comma-separated list setting."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# ------------------------------------------------------------------------------------------ core
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise RuntimeError(
+            "SECRET_KEY is required when DEBUG is off: set it in the environment or in .env "
+            "(scripts/setup.sh writes a .env with a generated key)."
+        )
+    SECRET_KEY = "insecure-development-key"  # noqa: S105 - only ever used with DEBUG on
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.gis",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "rest_framework_gis",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "annotate",
+    "gpu_tasks",
+    "review",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ------------------------------------------------------------------------------------------ data
+DATABASE_URL = env_str("DATABASE_URL", "postgis://georeview:georeview@127.0.0.1:5432/georeview")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+DATABASES["default"]["ENGINE"] = "django.contrib.gis.db.backends.postgis"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "georeview"),
+    }
+}
+# Sessions are read on every tile request: keep them in Redis with the database as the record.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+DATA_DIR = BASE_DIR / env_str("DATA_DIR", "var")  # relative paths are relative to the checkout
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media/"
+SCENES_DIR = MEDIA_ROOT / "scenes"
+UPLOAD_TMP_DIR = DATA_DIR / "uploads"
+for _dir in (SCENES_DIR, UPLOAD_TMP_DIR):
+    _dir.mkdir(parents=True, exist_ok=True)
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "static_build" / "collected"
+FRONTEND_BUILD_DIR = BASE_DIR / "static_build" / "frontend"
+STATICFILES_DIRS = [("frontend", FRONTEND_BUILD_DIR)]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# ------------------------------------------------------------------------------------------ limits
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024**3)
+FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)
+FILE_UPLOAD_HANDLERS = ["annotate.uploads.SizeLimitedUploadHandler"]
+RASTER_MAX_WIDTH = env_int("RASTER_MAX_WIDTH", 200_000)
+RASTER_MAX_HEIGHT = env_int("RASTER_MAX_HEIGHT", 200_000)
+RASTER_MAX_PIXELS = env_int("RASTER_MAX_PIXELS", 4_000_000_000)
+RASTER_MAX_BANDS = env_int("RASTER_MAX_BANDS", 16)
+RASTER_ALLOWED_DTYPES = env_list("RASTER_ALLOWED_DTYPES", "uint8,uint16,int16,uint32,int32,float32,float64")
+# Tiles are served this many zoom levels past the scene's native resolution (upsampled).
+TILE_OVERZOOM = env_int("TILE_OVERZOOM", 2)
+TILE_CACHE_SECONDS = env_int("TILE_CACHE_SECONDS", 86400)
+
+# ------------------------------------------------------------------------------------------ models
+MODEL_DIR = BASE_DIR / env_str("MODEL_DIR", str(DATA_DIR / "models"))
+DINO_MODEL = env_str("DINO_MODEL", "facebook/dinov2-small")
+SAM2_MODEL = env_str("SAM2_MODEL", "facebook/sam2.1-hiera-tiny")
+YOLO_MODEL = env_str("YOLO_MODEL", "yolov8n.yaml")
+# Weights are fetched ahead of time (manage.py fetch_models); at run time the hub is never asked.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(DATA_DIR / "ultralytics"))
+# GDAL: never look for sidecar files next to a raster, never write .aux.xml files.
+os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+os.environ.setdefault("GDAL_PAM_ENABLED", "NO")
+
+# ------------------------------------------------------------------------------------------ celery
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"gpu_tasks.tasks.gpu_*": {"queue": "gpu"}}
+# A job whose worker is killed is redelivered instead of lost.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# ------------------------------------------------------------------------------------------ auth/API
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "annotate.pagination.PagePagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "annotate.api_errors.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GeoReview API",
+    "DESCRIPTION": "Scenes, tiles, annotations, detections and jobs for geospatial annotation review.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Served from our own static files: self-hosted installs need not reach a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# GeoDjango's GDAL (3.6 on Debian 12) cannot block network access from spatial references. No user
+# spatial reference reaches it: incoming GeoJSON has its "crs" member removed before parsing
+# (annotate.serializers.Wgs84GeometryField) and rasters are read by rasterio with sidecars disabled.
+SILENCED_SYSTEM_CHECKS = ["gis.W001"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"rasterio": {"level": "WARNING"}, "rio_tiler": {"level": "WARNING"}},
+}

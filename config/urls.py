@@ -1,0 +1,48 @@
+"""URL map: pages, the REST API under /api/, the OpenAPI schema and docs."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from annotate import apis as annotate_apis
+from annotate import tile_views
+from annotate import views as pages
+from gpu_tasks import apis as job_apis
+
+handler404 = "annotate.api_errors.json_404"
+handler500 = "annotate.api_errors.json_500"
+
+api = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("projects/", annotate_apis.ProjectListCreateApi.as_view(), name="api-projects"),
+    path("projects/<int:pk>/", annotate_apis.ProjectDetailApi.as_view(), name="api-project"),
+    path("projects/<int:project_id>/classes/", annotate_apis.ClassListCreateApi.as_view(), name="api-classes"),
+    path("projects/<int:project_id>/scenes/", annotate_apis.SceneListApi.as_view(), name="api-project-scenes"),
+    path("projects/<int:project_id>/scenes/upload/", job_apis.SceneUploadApi.as_view(), name="api-scene-upload"),
+    path("classes/<int:pk>/", annotate_apis.ClassDetailApi.as_view(), name="api-class"),
+    path("scenes/", annotate_apis.SceneListApi.as_view(), name="api-scenes"),
+    path("scenes/<int:pk>/", annotate_apis.SceneDetailApi.as_view(), name="api-scene"),
+    path("scenes/<int:scene_id>/ingest/", job_apis.SceneIngestApi.as_view(), name="api-scene-ingest"),
+    path("scenes/<int:scene_id>/tiles/<int:z>/<int:x>/<int:y>.png", tile_views.scene_tile, name="api-tile"),
+    path("scenes/<int:scene_id>/thumbnail.png", tile_views.scene_thumbnail, name="api-thumbnail"),
+    path("annotations/", annotate_apis.AnnotationListCreateApi.as_view(), name="api-annotations"),
+    path("annotations/<int:pk>/", annotate_apis.AnnotationDetailApi.as_view(), name="api-annotation"),
+    path("detections/", annotate_apis.DetectionListApi.as_view(), name="api-detections"),
+    path("detections/<int:pk>/", annotate_apis.DetectionDetailApi.as_view(), name="api-detection"),
+    path("jobs/", job_apis.JobListApi.as_view(), name="api-jobs"),
+    path("jobs/<int:pk>/", job_apis.JobDetailApi.as_view(), name="api-job"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", pages.home, name="home"),
+    path("projects/<int:project_id>/", pages.project_page, name="project"),
+    path("scenes/<int:scene_id>/", pages.scene_page, name="scene"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api)),
+]

@@ -1,0 +1,1 @@
+"""Django-free ML code (embedder, search, refiner, YOLO): numpy in, dataclasses out."""

@@ -1,0 +1,1 @@
+"""Review workflow: decisions on detections, the audit trail of review events, and exports."""

@@ -5,8 +5,8 @@ import django.core.validators
 import django.db.models.deletion
 from django.conf import settings
 from django.contrib.postgres.operations import CreateExtension
-from pgvector.django import VectorExtension
 from django.db import migrations, models
+from pgvector.django import VectorExtension
 
 
 class Migration(migrations.Migration):

@@ -1,0 +1,98 @@
+"""Shared fixtures: real PostGIS (pytest-django's test database), real Redis, sample scenes, users."""
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from annotate.models import Role
+from annotate.services import membership_set, project_create
+from config.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "data" / "samples"
+NEON = SAMPLES / "neon_trees_OSBS_029.tif"
+NAIP = SAMPLES / "naip_rgbn_m_4709963_se_14_1_20200831.tif"
+AERIAL = SAMPLES / "aerial_0.6m_epsg3857_cogeo.tif"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    """Each test writes scenes and uploads under its own temporary DATA_DIR."""
+    settings.DATA_DIR = tmp_path / "data"
+    settings.SCENES_DIR = settings.DATA_DIR / "media" / "scenes"
+    settings.UPLOAD_TMP_DIR = settings.DATA_DIR / "uploads"
+    settings.FILE_UPLOAD_TEMP_DIR = str(settings.UPLOAD_TMP_DIR)
+    settings.SCENES_DIR.mkdir(parents=True)
+    settings.UPLOAD_TMP_DIR.mkdir(parents=True)
+    settings.CACHES["default"]["KEY_PREFIX"] = "georeview-test"
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery():
+    """Run tasks inline unless a test asks for the real worker (see tests/gpu_tasks/test_worker.py)."""
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+def make_user(username: str):
+    """A user with password `pw-<username>`."""
+    return get_user_model().objects.create_user(username=username, password=f"pw-{username}")
+
+
+@pytest.fixture
+def manager(db):
+    return make_user("manager")
+
+
+@pytest.fixture
+def outsider(db):
+    return make_user("outsider")
+
+
+@pytest.fixture
+def project(manager):
+    return project_create(name="Kilns", user=manager)
+
+
+@pytest.fixture
+def other_project(outsider):
+    return project_create(name="Elsewhere", user=outsider)
+
+
+@pytest.fixture
+def viewer(project):
+    user = make_user("viewer")
+    membership_set(project=project, user=user, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def api(manager):
+    """An API client logged in (by token) as the project's manager."""
+    client = APIClient()
+    client.force_authenticate(user=manager)
+    return client
+
+
+def client_for(user) -> APIClient:
+    """An API client authenticated as `user`."""
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+@pytest.fixture
+def ingested(project, manager):
+    """Ingest a sample scene into the manager's project: `ingested(path, bands=None)`."""
+    from annotate.services import scene_create_from_path, scene_ingest
+
+    def _ingest(path: Path, bands=None, target_project=None):
+        scene = scene_create_from_path(project=target_project or project, user=manager, source=path)
+        return scene_ingest(scene=scene, rgb_bands=bands)
+
+    return _ingest

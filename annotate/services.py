@@ -195,12 +195,13 @@ def valid_polygon(geometry: GEOSGeometry) -> Polygon:
     geometry.srid = 4326
     if geometry.geom_type != "Polygon":
         raise DomainError(f"A polygon is required (got {geometry.geom_type}).")
-    if geometry.empty or geometry.area == 0:
-        raise DomainError("The polygon is empty or has no area; draw at least three distinct corners.")
+    if geometry.empty:
+        raise DomainError("The polygon is empty; draw at least three distinct corners.")
+    # Validity first: a self-intersecting bow-tie has zero signed area and would be misreported below.
     if not geometry.valid:
-        raise DomainError(
-            f"The polygon is invalid ({geometry.valid_reason}); redraw it without self-intersections."
-        )
+        raise DomainError(f"The polygon is invalid ({geometry.valid_reason}); redraw it without self-intersections.")
+    if geometry.area == 0:
+        raise DomainError("The polygon has no area; draw at least three distinct corners.")
     return geometry
 
 

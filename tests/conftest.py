@@ -73,16 +73,14 @@ def viewer(project):
 
 @pytest.fixture
 def api(manager):
-    """An API client logged in (by token) as the project's manager."""
-    client = APIClient()
-    client.force_authenticate(user=manager)
-    return client
+    """An API client logged in (real session) as the project's manager."""
+    return client_for(manager)
 
 
 def client_for(user) -> APIClient:
-    """An API client authenticated as `user`."""
+    """An API client with a real session for `user` (CSRF checks off, as DRF's test client does)."""
     client = APIClient()
-    client.force_authenticate(user=user)
+    client.force_login(user)
     return client
 
 

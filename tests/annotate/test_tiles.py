@@ -2,8 +2,8 @@
 
 import io
 
-import numpy as np
 import morecantile
+import numpy as np
 import pytest
 import rasterio
 from PIL import Image

@@ -1,5 +1,7 @@
 """Tile and thumbnail endpoints: plain Django views (no DRF negotiation on the hot path)."""
 
+import time
+
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
@@ -46,7 +48,10 @@ def _cached_response(request, etag: str, render) -> HttpResponse:
     if request.headers.get("If-None-Match") == etag:
         response = HttpResponse(status=304)
     else:
+        started = time.perf_counter()
         response = HttpResponse(render(), content_type="image/png")
+        # Lets a browser's network panel (and benchmarks/tiles.py) separate rendering from the rest.
+        response["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
     response["ETag"] = etag
     response["Cache-Control"] = cache_control
     return response

@@ -23,25 +23,33 @@ def _load_dotenv(path: Path) -> None:
 _load_dotenv(Path(os.environ.get("GEOREVIEW_ENV_FILE", BASE_DIR / ".env")))
 
 
+def _raw(name: str) -> str | None:
+    """The variable's value; an empty value (`NAME=` in .env) counts as unset, so the default applies."""
+    value = os.environ.get(name)
+    return None if value is None or value.strip() == "" else value
+
+
 def env_str(name: str, default: str) -> str:
     """A string setting."""
-    return os.environ.get(name, default)
+    value = _raw(name)
+    return default if value is None else value
 
 
 def env_bool(name: str, default: bool) -> bool:
     """A boolean setting: 1/true/yes/on are true."""
-    value = os.environ.get(name)
+    value = _raw(name)
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def env_int(name: str, default: int) -> int:
     """An integer setting."""
-    return int(os.environ.get(name, default))
+    value = _raw(name)
+    return default if value is None else int(value)
 
 
 def env_list(name: str, default: str) -> list[str]:
     """A comma-separated list setting."""
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
 # ------------------------------------------------------------------------------------------ core
@@ -156,6 +164,18 @@ MODEL_DIR = BASE_DIR / env_str("MODEL_DIR", str(DATA_DIR / "models"))
 DINO_MODEL = env_str("DINO_MODEL", "facebook/dinov2-small")
 SAM2_MODEL = env_str("SAM2_MODEL", "facebook/sam2.1-hiera-tiny")
 YOLO_MODEL = env_str("YOLO_MODEL", "yolov8n.yaml")
+# "cuda", "cpu" or empty for automatic (CUDA when present).
+TORCH_DEVICE = env_str("TORCH_DEVICE", "")
+# Tiles per backbone forward pass; 0 picks one for the device (larger on a GPU).
+EMBED_BATCH_SIZE = env_int("EMBED_BATCH_SIZE", 0)
+EMBED_TILE_PX = env_int("EMBED_TILE_PX", 518)
+# Patches of overlap on each side of a tile; only each tile's centre is kept, so seams see context.
+EMBED_MARGIN_PATCHES = env_int("EMBED_MARGIN_PATCHES", 4)
+# Stages in NVTX ranges on CUDA and a torch profiler trace written to DATA_DIR/jobs/<id>/ for every GPU job.
+GPU_PROFILE = env_bool("GPU_PROFILE", False)
+GPU_JOB_TIME_LIMIT_S = env_int("GPU_JOB_TIME_LIMIT_S", 6 * 3600)
+# A running job whose progress has not moved for this long has lost its worker (the UI says "stalled").
+JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 600)
 # Weights are fetched ahead of time (manage.py fetch_models); at run time the hub is never asked.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

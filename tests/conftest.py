@@ -16,6 +16,7 @@ NEON = SAMPLES / "neon_trees_OSBS_029.tif"
 NAIP = SAMPLES / "naip_rgbn_m_4709963_se_14_1_20200831.tif"
 AERIAL = SAMPLES / "aerial_0.6m_epsg3857_cogeo.tif"
 ARTIFACTS = ROOT / "test-artifacts"
+TEST_CACHE_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,10 @@ def _isolated_storage(settings, tmp_path):
     settings.FILE_UPLOAD_TEMP_DIR = str(settings.UPLOAD_TMP_DIR)
     settings.SCENES_DIR.mkdir(parents=True)
     settings.UPLOAD_TMP_DIR.mkdir(parents=True)
-    settings.CACHES["default"]["KEY_PREFIX"] = "georeview-test"
+    # A Redis database of its own, so tests never read or evict a running demo's sessions and cache.
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": TEST_CACHE_URL, "KEY_PREFIX": "georeview-test"}
+    }
 
 
 @pytest.fixture(autouse=True)

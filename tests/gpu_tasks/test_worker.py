@@ -17,6 +17,14 @@ from tests.conftest import NEON, ROOT, client_for
 TEST_BROKER = "redis://127.0.0.1:6379/14"  # a database of its own, away from a running demo
 
 
+def _use_broker(url: str) -> None:
+    """Point the producer at another broker; pooled connections to the old one are dropped."""
+    celery_app.conf.broker_url = url
+    # Forget the cached pools (as Celery does after a fork); the old ones stay usable for the old URL.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def worker(transactional_db, settings):
     """A `celery worker` subprocess on the test database and a private Redis database."""
@@ -36,14 +44,14 @@ def worker(transactional_db, settings):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     celery_app.conf.task_always_eager = False
-    celery_app.conf.broker_url = TEST_BROKER
+    _use_broker(TEST_BROKER)
     yield proc
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-    celery_app.conf.broker_url = settings.CELERY_BROKER_URL
+    _use_broker(settings.CELERY_BROKER_URL)
 
 
 def wait_for_job(job_id: int, timeout_s: float = 120) -> Job:

@@ -96,3 +96,32 @@ def native_zoom(gsd_m: float, lat: float) -> int:
 def overview_zoom(native: int, width: int, height: int, tile_px: int = 256) -> int:
     """The zoom at which the whole scene fits in about one tile."""
     return max(0, native - math.ceil(math.log2(max(width, height, tile_px) / tile_px)))
+
+
+Rings = list[list[tuple[float, float]]]
+
+
+def rings_lonlat_to_px(crs: CRS, transform: Affine, rings: Rings) -> Rings:
+    """A polygon's rings (exterior first) from lon/lat to pixel coordinates."""
+    out = []
+    for ring in rings:
+        lons, lats = zip(*ring, strict=True)
+        xs, ys = lonlat_to_px(crs, transform, lons, lats)
+        out.append(list(zip(xs.tolist(), ys.tolist(), strict=True)))
+    return out
+
+
+def rings_px_to_lonlat(crs: CRS, transform: Affine, rings: Rings) -> Rings:
+    """A polygon's rings (exterior first) from pixel coordinates to lon/lat."""
+    out = []
+    for ring in rings:
+        xs, ys = zip(*ring, strict=True)
+        lons, lats = px_to_lonlat(crs, transform, xs, ys)
+        out.append(list(zip(lons.tolist(), lats.tolist(), strict=True)))
+    return out
+
+
+def box_px_to_ring(box_xyxy_px: Sequence[float]) -> list[tuple[float, float]]:
+    """The closed pixel ring of an XYXY box (clockwise on screen, starting top-left)."""
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy_px)
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]

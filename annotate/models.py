@@ -161,6 +161,7 @@ class Detection(models.Model):
     job = models.ForeignKey(
         "gpu_tasks.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="detections"
     )
+    model_key = models.CharField(max_length=64, blank=True, help_text="vector space of the search that found it")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,9 +1,12 @@
 """Tile and thumbnail endpoints: plain Django views (no DRF negotiation on the hot path)."""
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -13,6 +16,39 @@ from .api_errors import error_body
 from .models import Scene, SceneStatus
 
 _token_auth = TokenAuthentication()
+
+# How long a worker process trusts an answer of "this caller may see this scene". A map view asks for dozens
+# of tiles a second, and resolving the caller and the membership took three database round trips per tile.
+# Bound: any change to who may see a scene (membership removed, token deleted, logout, user deactivated,
+# scene deleted or no longer ready) and to how it is drawn (bands, stretch) is honoured within this many
+# seconds. Only grants are cached, so a refusal is never held.
+VISIBLE_CACHE_SECONDS = 5.0
+VISIBLE_CACHE_SIZE = 4096
+_clock = time.monotonic
+_visible_cache: dict[tuple, tuple[float, "VisibleScene"]] = {}
+
+
+@dataclass(frozen=True)
+class VisibleScene:
+    """What the tile endpoints need of a scene the caller may see."""
+
+    pk: int
+    path: Path
+    style: tiles.TileStyle
+    max_zoom: int
+    version: str  # id, last change and style: the stem of the ETags
+
+    @classmethod
+    def of(cls, scene: Scene) -> "VisibleScene":
+        """The render fields of a scene row."""
+        style = tiles.TileStyle.for_scene(scene.rgb_bands, scene.stretch, scene.dtype)
+        return cls(pk=scene.pk, path=storage.absolute(scene.cog_path), style=style, max_zoom=scene.max_zoom or 0,
+                   version=f"{scene.pk}-{int(scene.updated_at.timestamp())}-{style.etag_part()}")
+
+
+def clear_visible_cache() -> None:
+    """Forget every cached grant (tests; a process that must honour a revocation at once)."""
+    _visible_cache.clear()
 
 
 def _user(request):
@@ -30,16 +66,46 @@ def _not_found() -> JsonResponse:
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 
-def _visible_scene(request, scene_id: int):
+def _credentials(request) -> tuple[str | None, str | None]:
+    """The two request parts `_user` is decided by: the session cookie and the Authorization header."""
+    return request.COOKIES.get(settings.SESSION_COOKIE_NAME), request.headers.get("Authorization")
+
+
+def _visible_scene(request, scene_id: int) -> VisibleScene | None:
     """The scene's render fields if the caller may see it and it is ready, else None."""
+    credentials = _credentials(request)
+    if credentials == (None, None):
+        return None
+    # Keyed by the credentials themselves (not a user id), so a hit needs no session, token or user lookup.
+    key = (credentials, scene_id)
+    now = _clock()
+    cached = _visible_cache.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     user = _user(request)
     if user is None:
         return None
-    return (
+    scene = (
         Scene.objects.filter(pk=scene_id, project__memberships__user=user, status=SceneStatus.READY)
         .only("id", "cog_path", "rgb_bands", "stretch", "dtype", "max_zoom", "updated_at")
         .first()
     )
+    if scene is None:
+        _visible_cache.pop(key, None)
+        return None
+    visible = VisibleScene.of(scene)
+    if len(_visible_cache) >= VISIBLE_CACHE_SIZE:
+        for stale in [k for k, (expires, _) in list(_visible_cache.items()) if expires <= now]:
+            _visible_cache.pop(stale, None)
+        if len(_visible_cache) >= VISIBLE_CACHE_SIZE:
+            _visible_cache.clear()
+    _visible_cache[key] = (now + VISIBLE_CACHE_SECONDS, visible)
+    return visible
+
+
+def _forget(request, scene_id: int) -> None:
+    """Drop a cached grant (its COG has gone)."""
+    _visible_cache.pop((_credentials(request), scene_id), None)
 
 
 def _cached_response(request, etag: str, render) -> HttpResponse:
@@ -54,6 +120,8 @@ def _cached_response(request, etag: str, render) -> HttpResponse:
         response["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
     response["ETag"] = etag
     response["Cache-Control"] = cache_control
+    # The answer depends on who asks; a cache hit never touches the session, which used to add this.
+    patch_vary_headers(response, ("Cookie",))
     return response
 
 
@@ -63,12 +131,15 @@ def scene_tile(request, scene_id: int, z: int, x: int, y: int):
     scene = _visible_scene(request, scene_id)
     if scene is None:
         return _not_found()
-    if z > (scene.max_zoom or 0) + settings.TILE_OVERZOOM or x >= 2**z or y >= 2**z:
+    if z > scene.max_zoom + settings.TILE_OVERZOOM or x >= 2**z or y >= 2**z:
         return _not_found()
-    style = tiles.TileStyle.for_scene(scene.rgb_bands, scene.stretch, scene.dtype)
-    etag = f'"t{scene.pk}-{int(scene.updated_at.timestamp())}-{style.etag_part()}-{z}-{x}-{y}"'
-    path = storage.absolute(scene.cog_path)
-    return _cached_response(request, etag, lambda: tiles.render_tile(path, style, z, x, y) or tiles.EMPTY_PNG)
+    etag = f'"t{scene.version}-{z}-{x}-{y}"'
+    try:
+        return _cached_response(
+            request, etag, lambda: tiles.render_tile(scene.path, scene.style, z, x, y) or tiles.EMPTY_PNG)
+    except FileNotFoundError:  # deleted (or re-ingested) since the grant was cached
+        _forget(request, scene_id)
+        return _not_found()
 
 
 @require_GET
@@ -77,7 +148,8 @@ def scene_thumbnail(request, scene_id: int):
     scene = _visible_scene(request, scene_id)
     if scene is None:
         return _not_found()
-    style = tiles.TileStyle.for_scene(scene.rgb_bands, scene.stretch, scene.dtype)
-    etag = f'"p{scene.pk}-{int(scene.updated_at.timestamp())}-{style.etag_part()}"'
-    path = storage.absolute(scene.cog_path)
-    return _cached_response(request, etag, lambda: tiles.render_preview(path, style))
+    try:
+        return _cached_response(request, f'"p{scene.version}"', lambda: tiles.render_preview(scene.path, scene.style))
+    except FileNotFoundError:
+        _forget(request, scene_id)
+        return _not_found()

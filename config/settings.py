@@ -116,6 +116,8 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL", "postgis://georeview:georeview@127.0.0.1:5432/georeview")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DATABASES["default"]["ENGINE"] = "django.contrib.gis.db.backends.postgis"
+# Lets two test runs on one machine use separate test databases.
+DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_georeview")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -158,6 +160,8 @@ RASTER_ALLOWED_DTYPES = env_list("RASTER_ALLOWED_DTYPES", "uint8,uint16,int16,ui
 # Tiles are served this many zoom levels past the scene's native resolution (upsampled).
 TILE_OVERZOOM = env_int("TILE_OVERZOOM", 2)
 TILE_CACHE_SECONDS = env_int("TILE_CACHE_SECONDS", 86400)
+# GDAL block cache per web process for tile reads (decoded COG blocks are reused by neighbouring tiles).
+TILE_GDAL_CACHE_MB = env_int("TILE_GDAL_CACHE_MB", 512)
 
 # ------------------------------------------------------------------------------------------ models
 MODEL_DIR = BASE_DIR / env_str("MODEL_DIR", str(DATA_DIR / "models"))

@@ -14,8 +14,8 @@ from annotate.errors import DomainError, UploadTooLarge
 from annotate.permissions import Action, require
 from annotate.serializers import SceneSerializer, SceneUploadSerializer
 
-from . import selectors, services
-from .serializers import JobSerializer
+from . import object_index, selectors, services
+from .serializers import JobSerializer, SimilarObjectSerializer
 
 
 def _parse_bands(value: str | None) -> list[int] | None:
@@ -108,3 +108,143 @@ class JobDetailApi(generics.RetrieveAPIView):
 
     def get_queryset(self):
         return selectors.job_list(user=self.request.user)
+
+
+# ------------------------------------------------------------------------------------------ GPU jobs
+def _scene_and_role(request, scene_id: int):
+    scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
+    return scene, annotate_selectors.role_of(user=request.user, project=scene.project)
+
+
+EmbedRequest = inline_serializer("EmbedRequest", {"scale": serializers.FloatField(required=False, default=1.0)})
+SearchRequestSerializer = inline_serializer(
+    "SearchRequest",
+    {
+        "classes": serializers.ListField(child=serializers.IntegerField(), required=False,
+                                         help_text="class ids; empty = every class with examples"),
+        "thresholds": serializers.DictField(child=serializers.FloatField(), required=False,
+                                            help_text="class id -> minimum score (cosine similarity)"),
+        "default_threshold": serializers.FloatField(required=False, default=0.5),
+        "scale": serializers.FloatField(required=False, default=1.0, help_text="2 = enlarge twice for small objects"),
+        "negative_weight": serializers.FloatField(required=False, default=0.5),
+        "margin": serializers.FloatField(required=False, default=0.02),
+        "max_candidates": serializers.IntegerField(required=False, allow_null=True),
+        "use_accepted": serializers.BooleanField(required=False, default=True),
+    },
+)
+RefineRequest = inline_serializer(
+    "RefineRequest",
+    {"detections": serializers.ListField(child=serializers.IntegerField(), required=False,
+                                         help_text="detection ids; empty = every proposed detection"),
+     "reverify": serializers.BooleanField(required=False, default=True)},
+)
+
+
+def _json_body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise DomainError("Send a JSON object.")
+    return request.data
+
+
+class SceneEmbedApi(APIView):
+    """POST: compute the scene's patch embeddings (a job on the gpu queue; nothing to do when they exist)."""
+
+    @extend_schema(request=EmbedRequest, responses={202: JobSerializer})
+    def post(self, request, scene_id: int):
+        scene, role = _scene_and_role(request, scene_id)
+        try:
+            scale = float(_json_body(request).get("scale", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise DomainError("scale must be a number, for example 1 or 2.") from exc
+        with transaction.atomic():
+            job = services.embed_job_start(scene=scene, user=request.user, role=role, scale=scale)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SceneSearchApi(APIView):
+    """POST: search the scene for objects like the project's examples (a job on the gpu queue)."""
+
+    @extend_schema(request=SearchRequestSerializer, responses={202: JobSerializer})
+    def post(self, request, scene_id: int):
+        scene, role = _scene_and_role(request, scene_id)
+        with transaction.atomic():
+            job = services.search_job_start(scene=scene, user=request.user, role=role, params=_json_body(request))
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SceneRefineApi(APIView):
+    """POST: turn detections' boxes into SAM2 polygons (chosen ones, or every proposed one)."""
+
+    @extend_schema(request=RefineRequest, responses={202: JobSerializer})
+    def post(self, request, scene_id: int):
+        scene, role = _scene_and_role(request, scene_id)
+        body = _json_body(request)
+        ids = body.get("detections") or []
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise DomainError("detections must be a list of detection ids.")
+        with transaction.atomic():
+            job = services.refine_job_start(scene=scene, user=request.user, role=role, detection_ids=ids,
+                                            reverify=bool(body.get("reverify", True)))
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DetectionRefineApi(APIView):
+    """POST: refine this one detection ("refine this" in the review page); poll the returned job."""
+
+    @extend_schema(request=None, responses={202: JobSerializer})
+    def post(self, request, pk: int):
+        detection = generics.get_object_or_404(annotate_selectors.detection_list(user=request.user), pk=pk)
+        scene, role = _scene_and_role(request, detection.scene_id)
+        with transaction.atomic():
+            job = services.refine_job_start(scene=scene, user=request.user, role=role, detection_ids=[detection.pk])
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobCancelApi(APIView):
+    """POST: stop a job (a queued one at once, a running one at its next batch)."""
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    def post(self, request, pk: int):
+        job = generics.get_object_or_404(selectors.job_list(user=request.user), pk=pk)
+        role = annotate_selectors.role_of(user=request.user, project=job.project)
+        return Response(JobSerializer(services.job_cancel(job=job, role=role)).data)
+
+
+class JobRetryApi(APIView):
+    """POST: run a failed, cancelled or stalled job again with the same parameters (its output is replaced)."""
+
+    @extend_schema(request=None, responses={202: JobSerializer})
+    def post(self, request, pk: int):
+        job = generics.get_object_or_404(selectors.job_list(user=request.user), pk=pk)
+        role = annotate_selectors.role_of(user=request.user, project=job.project)
+        with transaction.atomic():
+            job = services.job_requeue(job=job, role=role)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SimilarObjectsApi(APIView):
+    """GET: the project's objects most like one example or detection, in its vector space, nearest first.
+
+    `?annotation=ID` or `?detection=ID`; optional `k` (default 20, at most 200), `scene`, and
+    `bbox=minlon,minlat,maxlon,maxlat` (the spatial filter and the vector ranking run as one query).
+    """
+
+    @extend_schema(parameters=[OpenApiParameter(n, int) for n in ("annotation", "detection", "k", "scene")]
+                   + [OpenApiParameter("bbox", str)], responses={200: SimilarObjectSerializer(many=True)})
+    def get(self, request, project_id: int):
+        project = annotate_selectors.project_get(user=request.user, project_id=project_id)
+        params = request.query_params
+        try:
+            annotation_id = int(params["annotation"]) if params.get("annotation") else None
+            detection_id = int(params["detection"]) if params.get("detection") else None
+            k = min(max(int(params.get("k", 20)), 1), 200)
+            scene_id = int(params["scene"]) if params.get("scene") else None
+            bbox = annotate_selectors.bbox_polygon(params["bbox"]) if params.get("bbox") else None
+        except ValueError as exc:
+            raise DomainError(f"Bad query parameter: {exc}") from exc
+        if (annotation_id is None) == (detection_id is None):
+            raise DomainError("Give exactly one of annotation=ID or detection=ID.")
+        source = selectors.object_embedding_get(project=project, annotation_id=annotation_id,
+                                                detection_id=detection_id)
+        found = object_index.objects_similar(project=project, source=source, k=k, bbox=bbox, scene_id=scene_id)
+        return Response(SimilarObjectSerializer(found, many=True).data)

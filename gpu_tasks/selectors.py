@@ -2,10 +2,27 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 
-from .models import Job
+from annotate.errors import DomainError
+from annotate.models import Annotation, Detection, Project
+
+from .models import Job, ObjectEmbedding
 
 
 def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
     """Jobs of the user's projects."""
     return Job.objects.filter(project__memberships__user=user)
+
+
+def object_embedding_get(*, project: Project, annotation_id: int | None, detection_id: int | None) -> ObjectEmbedding:
+    """The newest vector of a project's example or detection; 404 for objects of other projects."""
+    owner_model, owner_id = (Annotation, annotation_id) if annotation_id else (Detection, detection_id)
+    owner = get_object_or_404(owner_model.objects.filter(scene__project=project), pk=owner_id)
+    found = ObjectEmbedding.objects.filter(**{owner_model.__name__.lower(): owner}).order_by("-created_at").first()
+    if found is None:
+        raise DomainError(
+            "This object has no embedding yet because its scene has not been embedded: run a search on "
+            f"scene {owner.scene_id} or POST /api/scenes/{owner.scene_id}/embed/ first."
+        )
+    return found

@@ -3,21 +3,32 @@
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from annotate.errors import DomainError
-from annotate.models import Scene
+from annotate.errors import Conflict, DomainError, SceneNotReady
+from annotate.models import Scene, SceneStatus
+from annotate.permissions import Action, require
 from annotate.services import scene_ingest
 
+from .embedding import scene_grid_ensure, scene_grids_delete
+from .inference.errors import Cancelled, IncompatibleEmbeddings, ModelUnavailable
 from .models import Job, JobKind, JobStatus
+from .profiling import job_profiling, trace_path
+from .refinement import detections_refine
+from .visual_search import SearchRequest, scene_search
 
 log = logging.getLogger(__name__)
 
 # Progress is written at most this often, so a fast loop does not hammer the database.
 PROGRESS_MIN_INTERVAL_S = 0.5
+# A running job looks for a cancel request at most this often (one indexed read).
+CANCEL_POLL_S = 1.0
 
 
 def job_create(
@@ -31,16 +42,36 @@ def job_create(
     )
 
 
+def job_claim(*, job: Job) -> bool:
+    """Mark a queued job running; False when another worker holds it (a duplicate delivery) or it finished.
+
+    A running job whose heartbeat is older than JOB_STALE_AFTER_S lost its worker and may be claimed again.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.JOB_STALE_AFTER_S)
+    claimed = (
+        Job.objects.filter(pk=job.pk)
+        .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale))
+        .update(
+            status=JobStatus.RUNNING, started_at=now, finished_at=None, heartbeat_at=now, progress=0.0, error="",
+            message="Started", attempts=F("attempts") + 1,
+        )
+    )
+    job.refresh_from_db()
+    return claimed == 1
+
+
 def job_start(*, job: Job) -> Job:
-    """Mark a job running (again, when a killed worker's job is redelivered)."""
-    job.status, job.started_at, job.finished_at = JobStatus.RUNNING, timezone.now(), None
+    """Mark a job running now, whatever its state (used by commands that run a job inline)."""
+    now = timezone.now()
+    job.status, job.started_at, job.finished_at, job.heartbeat_at = JobStatus.RUNNING, now, None, now
     job.progress, job.error, job.message = 0.0, "", "Started"
-    job.save(update_fields=["status", "started_at", "finished_at", "progress", "error", "message"])
+    job.save(update_fields=["status", "started_at", "finished_at", "heartbeat_at", "progress", "error", "message"])
     return job
 
 
 def job_progress_reporter(*, job: Job) -> Callable[[float, str], None]:
-    """A progress callback that writes the job row (throttled; the final 1.0 always lands)."""
+    """A progress callback that writes the job row and its heartbeat (throttled; the final 1.0 always lands)."""
     last = {"t": 0.0}
 
     def report(fraction: float, message: str) -> None:
@@ -49,9 +80,23 @@ def job_progress_reporter(*, job: Job) -> Callable[[float, str], None]:
             return
         last["t"] = now
         fraction = min(max(float(fraction), 0.0), 1.0)
-        Job.objects.filter(pk=job.pk).update(progress=fraction, message=message[:500])
+        Job.objects.filter(pk=job.pk).update(progress=fraction, message=message[:500], heartbeat_at=timezone.now())
 
     return report
+
+
+def job_cancel_checker(*, job: Job) -> Callable[[], bool]:
+    """A should_cancel() for inference loops: true once someone asked to cancel (read at most once a second)."""
+    state = {"t": 0.0, "cancel": False}
+
+    def should_cancel() -> bool:
+        now = time.monotonic()
+        if not state["cancel"] and now - state["t"] >= CANCEL_POLL_S:
+            state["t"] = now
+            state["cancel"] = Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+        return state["cancel"]
+
+    return should_cancel
 
 
 def job_succeed(*, job: Job, result: dict | None = None, message: str = "Done") -> Job:
@@ -62,39 +107,134 @@ def job_succeed(*, job: Job, result: dict | None = None, message: str = "Done") 
     return job
 
 
-def job_fail(*, job: Job, error: str) -> Job:
+def job_fail(*, job: Job, error: str, result: dict | None = None) -> Job:
     """Mark a job failed with an error that says what to do."""
     job.refresh_from_db(fields=["progress"])
     job.status, job.error, job.finished_at = JobStatus.FAILED, error, timezone.now()
     job.message = "Failed"
-    job.save(update_fields=["status", "error", "message", "finished_at"])
+    if result is not None:
+        job.result = result
+    job.save(update_fields=["status", "error", "message", "finished_at", "result"])
     return job
 
 
-def job_run(*, job: Job, work: Callable[[Callable[[float, str], None]], tuple[dict, str]]) -> Job:
-    """Run `work(progress) -> (result, message)` under the job row: running, then succeeded or failed."""
-    job_start(job=job)
+def job_mark_cancelled(*, job: Job, result: dict | None = None) -> Job:
+    """Mark a job cancelled, saying how far it got."""
+    job.refresh_from_db(fields=["progress"])
+    job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
+    job.message = f"Cancelled at {job.progress:.0%}; run it again to finish (work already done is kept)"
+    if result is not None:
+        job.result = result
+    job.save(update_fields=["status", "message", "finished_at", "result"])
+    return job
+
+
+def job_cancel(*, job: Job, role: str | None) -> Job:
+    """Ask a job to stop: a queued job is cancelled at once, a running one at its next batch."""
+    require(role, Action.RUN_JOBS)
+    if job.status in JobStatus.finished():
+        raise Conflict(f"The job has already {job.status}; there is nothing to cancel.")
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    cancelled_now = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started"
+    )
+    job.refresh_from_db()
+    if not cancelled_now:
+        Job.objects.filter(pk=job.pk).update(message="Cancelling at the next batch")
+        job.refresh_from_db()
+    return job
+
+
+def job_is_stalled(job: Job) -> bool:
+    """A running job whose worker stopped reporting (killed, out of memory, machine lost)."""
+    if job.status != JobStatus.RUNNING or job.heartbeat_at is None:
+        return False
+    return timezone.now() - job.heartbeat_at > timedelta(seconds=settings.JOB_STALE_AFTER_S)
+
+
+def job_requeue(*, job: Job, role: str | None) -> Job:
+    """Queue a failed, cancelled or stalled job again with the same parameters (its output is replaced)."""
+    require(role, Action.RUN_JOBS)
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) and not job_is_stalled(job):
+        raise Conflict(f"The job is {job.status}; only failed, cancelled or stalled jobs can be run again.")
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.QUEUED, cancel_requested=False, progress=0.0, error="", finished_at=None,
+        message="Waiting for a worker",
+    )
+    job.refresh_from_db()
+    _enqueue(job)
+    return job
+
+
+def _enqueue(job: Job) -> None:
+    """Send a job's task once the surrounding transaction commits."""
+    from . import tasks
+
+    task = {
+        JobKind.INGEST: tasks.ingest_scene_task, JobKind.EMBED: tasks.gpu_embed_task,
+        JobKind.SEARCH: tasks.gpu_search_task, JobKind.REFINE: tasks.gpu_refine_task,
+    }[job.kind]
+    transaction.on_commit(lambda: task.delay(job.pk))
+
+
+Progress = Callable[[float, str], None]
+Work = Callable[[Callable[[float, str], None], Callable[[], bool], dict], tuple[dict, str]]
+
+
+def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progress | None = None) -> Job:
+    """Run `work(progress, should_cancel, timings) -> (result, message)` under the job row.
+
+    The row ends succeeded, failed (with a message saying what to do) or cancelled; stage timings land in
+    result["timings"] in every case. A duplicate delivery of a job another worker holds does nothing.
+    """
+    if claim:
+        if not job_claim(job=job):
+            log.info("job %s is %s elsewhere; skipping this delivery", job.pk, job.status)
+            return job
+    else:
+        job_start(job=job)
+    timings: dict = {}
+    started = time.perf_counter()
+    progress = job_progress_reporter(job=job)
+    if progress_extra is not None:
+        to_row = progress
+
+        def progress(fraction: float, message: str) -> None:
+            to_row(fraction, message)
+            progress_extra(fraction, message)
+
+    def with_timings(result: dict | None = None) -> dict:
+        timings["total"] = time.perf_counter() - started
+        extra = {"timings": {k: round(v, 4) for k, v in timings.items()}}
+        if settings.GPU_PROFILE and trace_path(job).exists():
+            extra["profile_trace"] = str(trace_path(job))
+        return {**(result or {}), **extra}
+
     try:
-        result, message = work(job_progress_reporter(job=job))
+        with job_profiling(job=job):
+            result, message = work(progress, job_cancel_checker(job=job), timings)
+    except Cancelled:
+        return job_mark_cancelled(job=job, result=with_timings())
     except DomainError as exc:
-        return job_fail(job=job, error=exc.message)
+        return job_fail(job=job, error=exc.message, result=with_timings())
+    except (ModelUnavailable, IncompatibleEmbeddings) as exc:
+        return job_fail(job=job, error=str(exc), result=with_timings())
     except Exception as exc:
         log.exception("job %s failed", job.pk)
-        job_fail(job=job, error=f"Unexpected error: {exc}. Retry the job; report it if it happens again.")
+        job_fail(job=job, error=f"Unexpected error: {exc}. Retry the job; report it if it happens again.",
+                 result=with_timings())
         raise
-    return job_succeed(job=job, result=result, message=message)
+    return job_succeed(job=job, result=with_timings(result), message=message)
 
 
 # ------------------------------------------------------------------------------------------ ingest
 def ingest_job_start(*, scene: Scene, user: AbstractBaseUser | None, rgb_bands: Sequence[int] | None = None) -> Job:
     """Create an ingest job for a scene and queue it once the transaction commits."""
-    from .tasks import ingest_scene_task
-
     job = job_create(
         kind=JobKind.INGEST, project_id=scene.project_id, scene=scene, user=user,
         params={"rgb_bands": list(rgb_bands) if rgb_bands else None},
     )
-    transaction.on_commit(lambda: ingest_scene_task.delay(job.pk))
+    _enqueue(job)
     return job
 
 
@@ -104,14 +244,100 @@ def ingest_job_run(*, job_id: int, progress_extra: Callable[[float, str], None] 
     if job.status in JobStatus.finished():
         return job
 
-    def work(progress):
-        def both(fraction, message):
-            progress(fraction, message)
-            if progress_extra:
-                progress_extra(fraction, message)
-
-        scene = scene_ingest(scene=job.scene, rgb_bands=job.params.get("rgb_bands"), progress=both)
+    def work(progress, should_cancel, timings):
+        scene = scene_ingest(scene=job.scene, rgb_bands=job.params.get("rgb_bands"), progress=progress)
+        # New pixels or bands make the scene's cached patch grids stale.
+        scene_grids_delete(scene=scene)
         result = {"scene_id": scene.pk, "width": scene.width, "height": scene.height, "gsd_m": scene.gsd_m}
         return result, f"Scene ready: {scene.width} x {scene.height} px at {scene.gsd_m:.2f} m"
 
-    return job_run(job=job, work=work)
+    return job_run(job=job, work=work, progress_extra=progress_extra)
+
+
+# ------------------------------------------------------------------------------------------ embed, search, refine
+def _scene_job_start(*, kind: str, scene: Scene, user: AbstractBaseUser | None, role: str | None,
+                     params: dict, enqueue: bool = True) -> Job:
+    """Create a GPU job for a ready scene and queue it once the transaction commits (unless run inline)."""
+    require(role, Action.RUN_JOBS)
+    if scene.status != SceneStatus.READY:
+        raise SceneNotReady(f"Scene {scene.name!r} is {scene.status}; wait until its ingest has finished.")
+    job = job_create(kind=kind, project_id=scene.project_id, scene=scene, user=user, params=params)
+    if enqueue:
+        _enqueue(job)
+    return job
+
+
+def embed_job_start(
+    *, scene: Scene, user: AbstractBaseUser | None, role: str | None, scale: float = 1.0, enqueue: bool = True
+) -> Job:
+    """Queue the embedding of a scene's patch grid (does nothing when it exists)."""
+    if not 0 < float(scale) <= 8:
+        raise DomainError("scale must be above 0 and at most 8.")
+    return _scene_job_start(kind=JobKind.EMBED, scene=scene, user=user, role=role, params={"scale": float(scale)},
+                            enqueue=enqueue)
+
+
+def search_job_start(
+    *, scene: Scene, user: AbstractBaseUser | None, role: str | None, params: dict, enqueue: bool = True
+) -> Job:
+    """Queue a visual search of a scene (params are validated now, so a bad request fails at once)."""
+    request = SearchRequest.from_params(params)
+    return _scene_job_start(kind=JobKind.SEARCH, scene=scene, user=user, role=role, params=request.to_params(),
+                            enqueue=enqueue)
+
+
+def refine_job_start(
+    *, scene: Scene, user: AbstractBaseUser | None, role: str | None, detection_ids: list[int] | None = None,
+    reverify: bool = True, enqueue: bool = True,
+) -> Job:
+    """Queue SAM2 refinement of chosen detections (or all proposed ones) of a scene."""
+    ids = [int(i) for i in detection_ids or []]
+    if ids and scene.detections.filter(pk__in=ids).count() != len(set(ids)):
+        raise DomainError("Some detections are not in this scene (or were deleted); reload and retry.")
+    return _scene_job_start(kind=JobKind.REFINE, scene=scene, user=user, role=role,
+                            params={"detection_ids": ids, "reverify": bool(reverify)}, enqueue=enqueue)
+
+
+def _scene_job(job_id: int) -> Job:
+    return Job.objects.select_related("scene", "scene__project").get(pk=job_id)
+
+
+def embed_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress | None = None) -> Job:
+    """Run an embed job: build the scene's patch grid unless it exists."""
+    job = _scene_job(job_id)
+
+    def work(progress, should_cancel, timings):
+        grid = scene_grid_ensure(scene=job.scene, scale=job.params.get("scale", 1.0), job=job, progress=progress,
+                                 should_cancel=should_cancel, timings=timings)
+        result = {"grid": {"id": grid.pk, "shape": [grid.grid_h, grid.grid_w, grid.dim], "model": grid.model_id,
+                           "space_key": grid.space_key, "scale": grid.scale}}
+        return result, f"Embedded: {grid.grid_h} x {grid.grid_w} patches of {grid.dim} values ({grid.model_id})"
+
+    return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
+
+
+def search_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress | None = None) -> Job:
+    """Run a search job (embedding the scene first when needed)."""
+    job = _scene_job(job_id)
+
+    def work(progress, should_cancel, timings):
+        result = scene_search(scene=job.scene, job=job, request=SearchRequest.from_params(job.params),
+                              progress=progress, should_cancel=should_cancel, timings=timings)
+        return result, f"{result['detections']} candidates found"
+
+    return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
+
+
+def refine_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress | None = None) -> Job:
+    """Run a refine job."""
+    job = _scene_job(job_id)
+
+    def work(progress, should_cancel, timings):
+        result = detections_refine(
+            scene=job.scene, job=job, detection_ids=job.params.get("detection_ids") or None,
+            reverify=job.params.get("reverify", True), progress=progress, should_cancel=should_cancel,
+            timings=timings,
+        )
+        return result, f"{result['refined']} polygons, {result['kept_box']} kept their box"
+
+    return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)

@@ -1,11 +1,40 @@
 """Celery tasks: ids in, one service call. Queue routing is in settings (gpu_* tasks go to `gpu`)."""
 
 from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from . import services
 
+# Only a lost database connection is worth a retry; every other failure is recorded on the Job row.
+TRANSIENT = (OperationalError, InterfaceError)
+GPU_TASK = {
+    "acks_late": True, "reject_on_worker_lost": True, "time_limit": settings.GPU_JOB_TIME_LIMIT_S,
+    "soft_time_limit": settings.GPU_JOB_TIME_LIMIT_S - 60, "autoretry_for": TRANSIENT, "max_retries": 3,
+    "retry_backoff": True,
+}
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60,
+             autoretry_for=TRANSIENT, max_retries=3, retry_backoff=True)
 def ingest_scene_task(job_id: int) -> None:
     """Ingest an uploaded scene (default queue)."""
     services.ingest_job_run(job_id=job_id)
+
+
+@shared_task(**GPU_TASK)
+def gpu_embed_task(job_id: int) -> None:
+    """Embed a scene's patch grid (gpu queue)."""
+    services.embed_job_run(job_id=job_id)
+
+
+@shared_task(**GPU_TASK)
+def gpu_search_task(job_id: int) -> None:
+    """Visual search of a scene (gpu queue)."""
+    services.search_job_run(job_id=job_id)
+
+
+@shared_task(**GPU_TASK)
+def gpu_refine_task(job_id: int) -> None:
+    """SAM2 refinement of detections (gpu queue)."""
+    services.refine_job_run(job_id=job_id)

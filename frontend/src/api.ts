@@ -10,14 +10,76 @@ export class ApiError extends Error {
   }
 }
 
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
 export interface Job {
   id: number;
   kind: string;
-  status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+  status: JobStatus;
+  /** A running job whose worker stopped reporting. */
+  stalled?: boolean;
   progress: number;
   message: string;
   error: string;
   scene: number | null;
+  params?: Record<string, unknown>;
+  result?: Record<string, unknown>;
+  queued_at?: string;
+  started_at?: string | null;
+  finished_at?: string | null;
+  cancel_requested?: boolean;
+  attempts?: number;
+}
+
+export const FINISHED_JOB_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];
+
+export interface ObjectClass {
+  id: number;
+  project: number;
+  name: string;
+  color: string;
+  index: number;
+}
+
+/** A GeoJSON Feature as the API writes it (geometry in EPSG:4326). */
+export interface ApiFeature<P> {
+  type: "Feature";
+  id: number;
+  geometry: { type: string; coordinates: unknown };
+  properties: P;
+}
+
+/** A page of GeoJSON features (annotations, detections). */
+export interface FeaturePage<P> {
+  type: "FeatureCollection";
+  count: number;
+  next: string | null;
+  previous: string | null;
+  features: ApiFeature<P>[];
+}
+
+export interface AnnotationProps {
+  scene: number;
+  object_class: number;
+  class_name: string;
+  author: number | null;
+  author_name: string | null;
+  created_at: string;
+}
+
+export type DetectionStatus = "proposed" | "accepted" | "rejected";
+
+export interface DetectionProps {
+  scene: number;
+  object_class: number;
+  class_name: string;
+  score: number;
+  source: string;
+  status: DetectionStatus;
+  version: number;
+  job: number | null;
+  model_key: string;
+  created_at: string;
 }
 
 export interface Scene {
@@ -67,6 +129,42 @@ async function parse<T>(response: Response): Promise<T> {
 
 export async function getJson<T>(url: string): Promise<T> {
   return parse<T>(await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
+}
+
+/** POST a JSON body (session cookie + CSRF header); the answer's JSON, or an ApiError. */
+export async function postJson<T>(url: string, body: unknown = {}): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached; check the connection and try again.", null);
+  }
+  return parse<T>(response);
+}
+
+/** A readable one-liner for an error from the API (message plus field details, when there are any). */
+export function errorText(error: unknown): string {
+  if (!(error instanceof ApiError)) return error instanceof Error ? error.message : String(error);
+  const detail = flattenDetail(error.detail);
+  return detail ? `${error.message} ${detail}` : error.message;
+}
+
+function flattenDetail(detail: unknown, prefix = ""): string {
+  if (detail == null || detail === "") return "";
+  if (typeof detail === "string" || typeof detail === "number") return prefix ? `${prefix}: ${detail}` : String(detail);
+  if (Array.isArray(detail)) return detail.map((d) => flattenDetail(d, prefix)).filter(Boolean).join("; ");
+  if (typeof detail === "object") {
+    return Object.entries(detail as Record<string, unknown>)
+      .map(([key, value]) => flattenDetail(value, key === "non_field_errors" ? prefix : key))
+      .filter(Boolean)
+      .join("; ");
+  }
+  return "";
 }
 
 /** POST a multipart form with upload progress (fetch cannot report upload progress). */

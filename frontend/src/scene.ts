@@ -1,4 +1,5 @@
-// Scene page: the scene's XYZ tiles on an OpenLayers map, fitted to its footprint.
+// Scene page: the scene's XYZ tiles on an OpenLayers map, fitted to its footprint, and the
+// "Examples & search" panel (scene-panel.ts) that draws examples, runs searches and shows detections.
 import "ol/ol.css";
 import "./style.css";
 import Feature from "ol/Feature";
@@ -14,6 +15,14 @@ import { Stroke, Style } from "ol/style";
 import { ScaleLine, defaults as defaultControls } from "ol/control";
 import { toLonLat } from "ol/proj";
 import type { Scene } from "./api";
+import { setupSearchPanel } from "./scene-panel";
+
+declare global {
+  interface Window {
+    /** The scene map, for tests and the browser console. */
+    __georeviewMap?: Map;
+  }
+}
 
 const scene = JSON.parse(document.getElementById("scene-data")!.textContent!) as Scene;
 const target = document.getElementById("map") as HTMLElement;
@@ -65,9 +74,14 @@ if (footprint) view.fit(footprint.getGeometry()!.getExtent(), { padding: [24, 24
 else view.setCenter([0, 0]);
 
 const pos = document.getElementById("cursor-pos");
+const posHint = pos?.textContent ?? "";
+target.addEventListener("pointerleave", () => pos && (pos.textContent = posHint));
 map.on("pointermove", (e) => {
   if (!pos) return;
   const [lon, lat] = toLonLat(e.coordinate);
   pos.textContent = `${lat.toFixed(6)}, ${lon.toFixed(6)} · zoom ${view.getZoom()?.toFixed(1)}`;
 });
+window.__georeviewMap = map;
+const panel = document.getElementById("search-panel");
+if (panel && scene.status === "ready") setupSearchPanel(map, scene, panel);
 target.dataset.ready = "1";

@@ -1,0 +1,123 @@
+"""SAM2 refinement of detections: box -> mask -> valid polygon in EPSG:4326, with an optional re-scored class match."""
+
+from collections.abc import Callable
+
+import numpy as np
+from django.contrib.gis.geos import GEOSGeometry, Polygon
+from django.db.models import F
+from rasterio.crs import CRS
+
+from annotate import geo
+from annotate.errors import DomainError
+from annotate.models import Detection, DetectionSource, DetectionStatus, Scene
+
+from . import runtime
+from .embedding import grid_open, scene_grid_find, scene_rgb_reader
+from .inference.prototypes import prototype_from_polygon
+from .models import Job
+from .object_index import class_prototypes, polygon_px
+from .profiling import stage
+
+# Re-verification mixes the refined region's similarity into the search score this much.
+REVERIFY_WEIGHT = 0.5
+
+
+def _detections_to_refine(scene: Scene, detection_ids: list[int] | None) -> list[Detection]:
+    """The chosen detections of the scene, or all its proposed ones."""
+    qs = scene.detections.select_related("object_class")
+    if detection_ids:
+        found = list(qs.filter(pk__in=detection_ids))
+        if len(found) != len(set(detection_ids)):
+            raise DomainError("Some detections to refine are not in this scene (or were deleted); reload and retry.")
+        return found
+    return list(qs.filter(status=DetectionStatus.PROPOSED))
+
+
+def _box_px(scene: Scene, detection: Detection) -> list[float]:
+    """The detection's XYXY box in scene pixels."""
+    ring = np.asarray(polygon_px(scene, detection.geometry)[0])
+    (x0, y0), (x1, y1) = ring.min(axis=0), ring.max(axis=0)
+    return [float(x0), float(y0), float(x1), float(y1)]
+
+
+def _polygon_lonlat(scene: Scene, polygons_px: list) -> Polygon | None:
+    """The largest valid part of a mask's polygons, in EPSG:4326 (None when nothing valid remains)."""
+    crs, transform = CRS.from_user_input(scene.crs), geo.transform_from_gdal(scene.geotransform)
+    best: Polygon | None = None
+    for rings in polygons_px:
+        lonlat = geo.rings_px_to_lonlat(crs, transform, [list(map(tuple, r)) for r in rings])
+        try:
+            poly: GEOSGeometry = Polygon(*lonlat, srid=4326)
+        except Exception:  # noqa: S112 - a ring GEOS refuses (too few points) is skipped, the rest kept
+            continue
+        if not poly.valid:
+            poly = poly.make_valid()
+            # make_valid may return a collection; keep its largest polygon.
+            parts = [g for g in (poly if poly.geom_type != "Polygon" else [poly]) if g.geom_type == "Polygon"]
+            if not parts:
+                continue
+            poly = max(parts, key=lambda g: g.area)
+        if poly.area > 0 and (best is None or poly.area > best.area):
+            best = poly
+    return best
+
+
+def detections_refine(
+    *, scene: Scene, job: Job | None, detection_ids: list[int] | None, reverify: bool,
+    progress: Callable[[float, str], None], should_cancel: Callable[[], bool], timings: dict,
+) -> dict:
+    """Refine detections with SAM2 on context crops; each becomes a polygon (a degenerate mask keeps its box).
+
+    An edit made by a reviewer while the job ran wins: that detection is left as the reviewer made it.
+    """
+    from .inference.refiner import refine_boxes
+
+    detections = _detections_to_refine(scene, detection_ids)
+    if not detections:
+        return {"refined": 0, "kept_box": 0, "skipped_stale": 0, "message": "Nothing to refine"}
+    refiner = runtime.refiner()
+    boxes = np.asarray([_box_px(scene, d) for d in detections], dtype=np.float64)
+    with scene_rgb_reader(scene) as read_rgb:
+        results = refine_boxes(
+            refiner=refiner, read_rgb=read_rgb, boxes_px=boxes, scene_w=scene.width, scene_h=scene.height,
+            progress=lambda f, m: progress(0.9 * f, m), should_cancel=should_cancel, timings=timings,
+        )
+    timings["sam2"] = timings.get("sam_embed", 0.0) + timings.get("sam_decode", 0.0)
+    grid = scene_grid_find(scene=scene, scale=1.0) if reverify else None
+    protos = {}
+    if grid is not None:
+        meta, tokens = grid_open(grid)
+        classes = list({d.object_class_id: d.object_class for d in detections}.values())
+        try:
+            found, _ = class_prototypes(project=scene.project, space_key=grid.space_key, dim=grid.dim, classes=classes)
+            protos = {p.class_id: p for p in found}
+        except DomainError:
+            protos = {}
+    refined = kept_box = stale = 0
+    progress(0.9, "Saving polygons")
+    with stage("save_polygons", timings):
+        for det, res in zip(detections, results, strict=True):
+            polygon = _polygon_lonlat(scene, res.polygons_px) if res is not None else None
+            if polygon is None:
+                kept_box += 1
+                continue
+            score = det.score
+            proto = protos.get(det.object_class_id)
+            if proto is not None:
+                region = prototype_from_polygon(tokens, meta, polygon_px(scene, polygon))
+                match = float(np.max(proto.positives @ region))
+                if len(proto.negatives):
+                    match -= 0.5 * max(0.0, float(np.max(proto.negatives @ region)))
+                base = det.score if det.score is not None else match
+                score = float(np.clip((1 - REVERIFY_WEIGHT) * base + REVERIFY_WEIGHT * match, 0.0, 1.0))
+            updated = Detection.objects.filter(pk=det.pk, version=det.version).update(
+                geometry=polygon, bbox=polygon.envelope, source=DetectionSource.REFINE, score=score,
+                version=F("version") + 1, job=job,
+            )
+            if updated:
+                refined += 1
+            else:
+                stale += 1
+    return {
+        "refined": refined, "kept_box": kept_box, "skipped_stale": stale, "reverified": bool(protos),
+    }

@@ -1,0 +1,158 @@
+"""Visual search of a scene: patch grid x class prototypes -> ranked candidate detections in PostGIS."""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from django.contrib.gis.geos import Polygon
+from django.db import transaction
+from rasterio.crs import CRS
+
+from annotate import geo
+from annotate.errors import DomainError
+from annotate.models import Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
+
+from .embedding import grid_open, scene_grid_ensure
+from .inference.search import SearchParams, box_iou_xyxy, find_candidates, score_grid
+from .models import Job
+from .object_index import class_prototypes, object_vectors_sync, polygon_px
+from .profiling import stage
+
+# A candidate overlapping a reviewed detection or an example this much is that object again: not proposed.
+KNOWN_OBJECT_IOU = 0.3
+
+
+@dataclass
+class SearchRequest:
+    """What a user asks of a search (the job's params)."""
+
+    classes: list[int] = field(default_factory=list)  # class ids; empty = every class with examples
+    thresholds: dict[int, float] = field(default_factory=dict)
+    default_threshold: float = 0.5
+    scale: float = 1.0
+    negative_weight: float = 0.5
+    margin: float = 0.02
+    max_candidates: int | None = None
+    use_accepted: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict) -> "SearchRequest":
+        """Validate job params (as sent to the API); DomainError naming the bad field."""
+        try:
+            req = cls(
+                classes=[int(c) for c in params.get("classes") or []],
+                thresholds={int(k): float(v) for k, v in (params.get("thresholds") or {}).items()},
+                default_threshold=float(params.get("default_threshold", 0.5)),
+                scale=float(params.get("scale", 1.0)),
+                negative_weight=float(params.get("negative_weight", 0.5)),
+                margin=float(params.get("margin", 0.02)),
+                max_candidates=None if params.get("max_candidates") in (None, "") else int(params["max_candidates"]),
+                use_accepted=bool(params.get("use_accepted", True)),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise DomainError(f"Invalid search parameters ({exc}); see the API docs for their types.") from exc
+        if not 0 < req.scale <= 8:
+            raise DomainError("scale must be above 0 and at most 8 (2 = look at the scene enlarged twice).")
+        if not all(-1 <= t <= 1 for t in [req.default_threshold, *req.thresholds.values()]):
+            raise DomainError("Thresholds are cosine similarities: between -1 and 1 (0.5 is a good start).")
+        if req.negative_weight < 0 or req.margin < 0:
+            raise DomainError("negative_weight and margin must not be negative.")
+        if req.max_candidates is not None and req.max_candidates < 1:
+            raise DomainError("max_candidates must be at least 1, or left out for no cap.")
+        return req
+
+    def to_params(self) -> dict:
+        """JSON-ready params (class ids as strings in thresholds, as JSON keys are)."""
+        data = asdict(self)
+        data["thresholds"] = {str(k): v for k, v in self.thresholds.items()}
+        return data
+
+
+def _classes_to_search(scene: Scene, req: SearchRequest) -> list[ObjectClass]:
+    """The requested classes of the scene's project, or all of them."""
+    qs = ObjectClass.objects.filter(project_id=scene.project_id)
+    if req.classes:
+        qs = qs.filter(pk__in=req.classes)
+        if qs.count() != len(set(req.classes)):
+            raise DomainError("Some requested classes do not belong to this scene's project.")
+    return list(qs)
+
+
+def _known_boxes_px(scene: Scene) -> np.ndarray:
+    """Pixel boxes of the scene's examples and reviewed detections (objects a person already decided on)."""
+    geoms = [a.geometry for a in scene.annotations.only("geometry")]
+    geoms += [d.geometry for d in scene.detections.exclude(status=DetectionStatus.PROPOSED).only("geometry")]
+    boxes = []
+    for g in geoms:
+        ring = np.asarray(polygon_px(scene, g)[0])
+        boxes.append([*ring.min(axis=0), *ring.max(axis=0)])
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _box_polygon_lonlat(scene: Scene, box_px) -> Polygon:
+    """An XYXY pixel box as an EPSG:4326 polygon."""
+    crs, transform = CRS.from_user_input(scene.crs), geo.transform_from_gdal(scene.geotransform)
+    ring = geo.rings_px_to_lonlat(crs, transform, [geo.box_px_to_ring(box_px)])[0]
+    return Polygon(ring, srid=4326)
+
+
+def scene_search(
+    *, scene: Scene, job: Job | None, request: SearchRequest, progress: Callable[[float, str], None],
+    should_cancel: Callable[[], bool], timings: dict,
+) -> dict:
+    """Search a scene for objects like the examples; replace the previous search's unreviewed proposals.
+
+    Embeds the scene first when its grid is missing (never again after that). Reviewed detections are
+    never touched, and candidates on top of them or of examples are not proposed again.
+    """
+    classes = _classes_to_search(scene, request)
+    grid = scene_grid_ensure(
+        scene=scene, scale=request.scale, job=None, progress=lambda f, m: progress(0.8 * f, m),
+        should_cancel=should_cancel, timings=timings,
+    )
+    meta, tokens = grid_open(grid)
+    progress(0.8, "Scoring the scene against the examples")
+    with stage("object_vectors", timings):
+        object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
+    protos, counts = class_prototypes(
+        project=scene.project, space_key=grid.space_key, dim=grid.dim, classes=classes,
+        use_accepted=request.use_accepted,
+    )
+    params = SearchParams(
+        thresholds=request.thresholds, default_threshold=request.default_threshold,
+        negative_weight=request.negative_weight, margin=request.margin, max_candidates=request.max_candidates,
+    )
+    with stage("similarity", timings):
+        best_class, best_score = score_grid(tokens, protos, params)
+    with stage("components", timings):
+        candidates = find_candidates(best_class, best_score, meta, params)
+    known = _known_boxes_px(scene)
+    fresh = [c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max()
+             < KNOWN_OBJECT_IOU]
+    progress(0.95, f"Writing {len(fresh)} candidates")
+    searched_ids = [p.class_id for p in protos]
+    by_id = {c.pk: c for c in classes}
+    with stage("save_detections", timings), transaction.atomic():
+        _, deleted = Detection.objects.filter(
+            scene=scene, source=DetectionSource.SEARCH, status=DetectionStatus.PROPOSED,
+            object_class_id__in=searched_ids,
+        ).delete()
+        replaced = deleted.get("annotate.Detection", 0)
+        rows = []
+        for c in fresh:
+            polygon = _box_polygon_lonlat(scene, c.box_px)
+            rows.append(Detection(
+                scene=scene, object_class=by_id[c.class_id], geometry=polygon, bbox=polygon.envelope,
+                score=float(np.clip(c.score, 0.0, 1.0)), source=DetectionSource.SEARCH, model_key=grid.space_key,
+                job=job,
+            ))
+        Detection.objects.bulk_create(rows)
+    with stage("object_vectors", timings):
+        object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
+    per_class = {by_id[i].name: sum(1 for c in fresh if c.class_id == i) for i in searched_ids}
+    return {
+        "detections": len(rows), "replaced": replaced, "skipped_known": len(candidates) - len(fresh),
+        "per_class": per_class, "examples": {by_id[k].name: v for k, v in counts.items()},
+        "grid": {"id": grid.pk, "shape": [grid.grid_h, grid.grid_w, grid.dim], "model": grid.model_id,
+                 "space_key": grid.space_key, "scale": grid.scale},
+    }

@@ -1,0 +1,174 @@
+"""The core loop in the browser: draw an example on the scene page, search, see the detections on the map."""
+
+import pytest
+
+from annotate.models import Detection, DetectionSource, DetectionStatus
+from gpu_tasks import runtime
+from gpu_tasks.models import Job, JobKind, JobStatus
+from tests.conftest import ARTIFACTS
+from tests.e2e.test_browser import log_in
+from tests.gpu_tasks.support import PLANTED, ColourEmbedder, planted_scene, px_box_to_polygon
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+BY_NAME = {p.name: p for p in PLANTED}
+
+
+@pytest.fixture
+def scene(tmp_path, ingested):
+    return ingested(planted_scene(tmp_path / "planted.tif"))
+
+
+@pytest.fixture
+def embedder():
+    """The deterministic colour embedder behind gpu_tasks.runtime.embedder() (the live server is a thread here)."""
+    with runtime.use_embedder(ColourEmbedder()) as emb:
+        yield emb
+
+
+def open_scene(page, base_url, scene, username="manager"):
+    log_in(page, base_url, username=username, password=f"pw-{username}")
+    page.goto(f"{base_url}/scenes/{scene.pk}/")
+    page.wait_for_function("document.getElementById('map').dataset.ready === '1'")
+    page.wait_for_function("Number(document.getElementById('map').dataset.tilesLoaded || 0) >= 1", timeout=30_000)
+    page.wait_for_selector("#search-panel[data-ready='1']")
+
+
+def page_points(page, coords_3857):
+    """Page pixel positions of EPSG:3857 map coordinates (from the OpenLayers map the page exposes)."""
+    pixels = page.evaluate("cs => cs.map(c => window.__georeviewMap.getPixelFromCoordinate(c))", coords_3857)
+    box = page.locator("#map").bounding_box()
+    return [(box["x"] + x, box["y"] + y) for x, y in pixels]
+
+
+def draw_polygon(page, points):
+    """Click the corners, then the first corner again to close the ring (as a person does)."""
+    for x, y in [*points, points[0]]:
+        page.mouse.click(x, y)
+        page.wait_for_timeout(300)  # slower than OpenLayers' double-click window
+
+
+def planted_ring_3857(scene, name, inset=8):
+    polygon = px_box_to_polygon(scene, BY_NAME[name].box_px, inset=inset).transform(3857, clone=True)
+    return [list(c) for c in polygon.exterior_ring.coords[:-1]]
+
+
+def test_draw_an_example_search_and_see_detections(page, live_server, scene, embedder):
+    open_scene(page, live_server.url, scene)
+    panel = page.locator("#search-panel")
+    assert panel.get_attribute("data-detections") == "0"
+
+    page.get_by_role("radio", name="Brick Kiln").click()
+    page.click("#draw-toggle")
+    assert page.locator("#draw-toggle").get_attribute("aria-pressed") == "true"
+    draw_polygon(page, page_points(page, planted_ring_3857(scene, "red_a")))
+    page.wait_for_selector("#search-panel[data-examples='1']")
+    assert page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.ex").inner_text() == "1"
+    assert scene.annotations.get().object_class.name == "Brick Kiln"
+    page.keyboard.press("Escape")
+    assert page.locator("#draw-toggle").get_attribute("aria-pressed") == "false"
+
+    page.click("#search-button")
+    job_box = page.locator("#job-box")
+    page.wait_for_selector("#job-box[data-status='succeeded']", timeout=60_000)
+    assert job_box.get_attribute("data-kind") == "search"
+    assert "candidates found" in job_box.inner_text()
+    job = Job.objects.get(pk=int(job_box.get_attribute("data-job-id")))
+    assert job.status == JobStatus.SUCCEEDED and job.params["default_threshold"] == 0.5
+    assert embedder.tiles_seen > 0
+
+    # The detections are loaded before the box says "succeeded"; the panel counts them per class.
+    shown = int(panel.get_attribute("data-detections"))
+    assert shown >= 2
+    assert int(page.locator("#detections-total").get_attribute("data-count")) == shown
+    kilns = page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.det").inner_text()
+    assert int(kilns) >= 2
+    assert shown == scene.detections.count()
+
+    # The score filter hides weaker detections on the client.
+    page.locator("#score-filter").fill("1")
+    page.wait_for_function("n => Number(document.getElementById('search-panel').dataset.detections) < n", arg=shown)
+    page.locator("#score-filter").fill("0")
+    page.wait_for_function("n => Number(document.getElementById('search-panel').dataset.detections) === n", arg=shown)
+
+    page.hover(".scene-title")  # the pointer off the map
+    page.locator("#panel-notice").wait_for(state="hidden")  # the "example saved" toast has gone
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "scene-search.png"))
+    assert page.console_errors == []
+
+
+def test_an_example_outside_the_scene_shows_the_api_error(page, live_server, scene):
+    open_scene(page, live_server.url, scene)
+    page.click("#draw-toggle")
+    box = page.locator("#map").bounding_box()
+    # The map's top-left corner, outside the fitted footprint.
+    x0, y0 = box["x"] + 60, box["y"] + 8
+    draw_polygon(page, [(x0, y0), (x0 + 30, y0), (x0 + 30, y0 + 30), (x0, y0 + 30)])
+    error = page.locator("#panel-error")
+    error.wait_for(state="visible")
+    assert "outside the scene" in error.inner_text()
+    assert page.locator("#search-panel").get_attribute("data-examples") == "0"
+    assert not scene.annotations.exists()
+
+
+def test_a_viewer_sees_detections_but_no_write_controls(page, live_server, scene, viewer):
+    open_scene(page, live_server.url, scene, username="viewer")
+    assert page.locator(".class-row").count() == 8
+    for selector in ("#draw-toggle", "#search-button", "#refine-button", ".class-row input[type=checkbox]"):
+        assert page.locator(selector).count() == 0, selector
+    assert "viewer" in page.locator("#search-panel .read-only").inner_text()
+    assert page.console_errors == []
+
+
+def add_detection(scene, planted_name, status, score):
+    polygon = px_box_to_polygon(scene, BY_NAME[planted_name].box_px)
+    return Detection.objects.create(
+        scene=scene, object_class=scene.project.classes.get(name="Brick Kiln"), geometry=polygon,
+        bbox=polygon.envelope, score=score, source=DetectionSource.SEARCH, status=status,
+    )
+
+
+def test_a_failed_refine_shows_its_error_and_can_run_again(page, live_server, scene, settings):
+    add_detection(scene, "red_b", DetectionStatus.PROPOSED, 0.9)
+    add_detection(scene, "red_seam", DetectionStatus.ACCEPTED, 0.8)
+    add_detection(scene, "lookalike", DetectionStatus.REJECTED, 0.6)
+    settings.SAM2_MODEL = "no-such-sam2-model"  # the live server thread shares these settings
+    open_scene(page, live_server.url, scene)
+    assert page.locator("#search-panel").get_attribute("data-detections") == "3"
+    assert page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.det").inner_text() == "3"
+
+    page.click("#refine-button")
+    box = page.locator("#job-box")
+    page.wait_for_selector("#job-box[data-status='failed']", timeout=30_000)
+    assert box.get_attribute("data-kind") == "refine"
+    assert "no-such-sam2-model" in box.locator(".job-error").inner_text()
+    assert page.locator("#job-cancel").count() == 0
+    job = Job.objects.get(pk=int(box.get_attribute("data-job-id")))
+    assert job.attempts == 1
+
+    with page.expect_response(f"**/api/jobs/{job.pk}/retry/") as retry:
+        page.click("#job-retry")
+    assert retry.value.status == 202
+    page.wait_for_selector(f"#job-box[data-job-id='{job.pk}'][data-attempts='2'][data-status='failed']")
+    assert "attempt 2" in box.inner_text()
+    assert not page.locator("#search-button").is_disabled()
+    job.refresh_from_db()
+    assert job.attempts == 2 and job.status == JobStatus.FAILED
+    assert page.console_errors == []
+
+
+def test_a_waiting_job_of_the_scene_shows_on_load_and_can_be_cancelled(page, live_server, scene, manager):
+    job = Job.objects.create(kind=JobKind.SEARCH, project=scene.project, scene=scene, created_by=manager,
+                             message="Waiting for a worker")
+    open_scene(page, live_server.url, scene)
+    box = page.locator("#job-box")
+    page.wait_for_selector(f"#job-box[data-job-id='{job.pk}'][data-status='queued']")
+    assert page.locator("#search-button").is_disabled()
+    page.click("#job-cancel")
+    page.wait_for_selector("#job-box[data-status='cancelled']")
+    assert page.locator("#job-retry").is_visible()
+    assert not page.locator("#search-button").is_disabled()
+    assert "Cancelled" in box.inner_text()
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED

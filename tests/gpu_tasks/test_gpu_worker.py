@@ -1,0 +1,52 @@
+"""GPU jobs on a real Celery worker (gpu queue, solo pool) with a tiny random DINOv2 loaded from disk."""
+
+import signal
+
+from annotate.models import Annotation
+from gpu_tasks.models import Job, JobStatus, PatchGrid
+from tests.conftest import client_for
+from tests.gpu_tasks.conftest import wait_for_job
+from tests.gpu_tasks.support import PLANTED, planted_scene, px_box_to_polygon
+
+
+def test_a_killed_worker_leaves_a_stalled_job_that_reruns_cleanly(
+    start_worker, tiny_dinov2_dir, ingested, manager, tmp_path, settings
+):
+    settings.JOB_STALE_AFTER_S = 2
+    # 2800 px with batch 1 gives the tiny model ~60 tiles: long enough to kill the worker midway.
+    scene = ingested(planted_scene(tmp_path / "big.tif", size_px=2800))
+    Annotation.objects.create(
+        scene=scene, object_class=scene.project.classes.get(name="Brick Kiln"), author=manager,
+        geometry=px_box_to_polygon(scene, PLANTED[0].box_px, inset=8),
+    )
+    env = {"DINO_MODEL": tiny_dinov2_dir, "EMBED_BATCH_SIZE": 1, "JOB_STALE_AFTER_S": 2, "TORCH_DEVICE": "cpu"}
+    first = start_worker("gpu", **env)
+    api = client_for(manager)
+    response = api.post(f"/api/scenes/{scene.pk}/search/", {"default_threshold": 0.9}, format="json")
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+
+    wait_for_job(job_id, timeout_s=180, until=lambda j: j.status == JobStatus.RUNNING and j.progress > 0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.RUNNING and job.progress < 0.8  # killed midway, mid-embedding
+
+    # Once its heartbeat is stale the API says so, and it can be run again.
+    stalled = wait_for_job(job_id, timeout_s=10, until=lambda j: api.get(f"/api/jobs/{j.pk}/").json()["stalled"])
+    assert stalled.status == JobStatus.RUNNING
+    retry = api.post(f"/api/jobs/{job_id}/retry/")
+    assert retry.status_code == 202, retry.content
+    start_worker("gpu", **env)
+    job = wait_for_job(job_id, timeout_s=300)
+    assert job.status == JobStatus.SUCCEEDED, (job.error, job.message)
+    assert job.attempts == 2
+    # One grid, complete; the detections are this job's, written once.
+    assert PatchGrid.objects.filter(scene=scene).count() == 1
+    dets = list(scene.detections.filter(job_id=job_id))
+    assert len(dets) == job.result["detections"]
+    assert len({d.geometry.wkb.hex() for d in dets}) == len(dets)
+    assert set(job.result["timings"]) >= {"read", "forward", "similarity"}
+
+    # Retrying a finished job is refused with 409: there is nothing to redo.
+    assert api.post(f"/api/jobs/{job_id}/retry/").status_code == 409

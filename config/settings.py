@@ -188,6 +188,10 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(DATA_DIR / "ultralytics"))
 # GDAL: never look for sidecar files next to a raster, never write .aux.xml files.
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 os.environ.setdefault("GDAL_PAM_ENABLED", "NO")
+# GDAL's block cache defaults to 5% of RAM per process; workers read scenes in sequence and need far less
+# (tile views set their own, larger cache: TILE_GDAL_CACHE_MB).
+GDAL_CACHE_MB = env_int("GDAL_CACHE_MB", 256)
+os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 
 # ------------------------------------------------------------------------------------------ celery
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

@@ -191,11 +191,17 @@ class RasterioRGBReader:
     dataset handle must not be used by two threads at once.
     """
 
-    def __init__(self, cog_path: Path | str, rgb_bands: tuple[int, int, int], stretch: Sequence[Sequence[float]]):
+    def __init__(
+        self, cog_path: Path | str, rgb_bands: tuple[int, int, int], stretch: Sequence[Sequence[float]],
+        cache_mb: int = 256,
+    ):
         import rasterio
 
-        # The option matters at open time only: no directory listing of the COG's folder (slow on network FS).
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        # No directory listing of the COG's folder (slow on network FS), and a bounded block cache: GDAL's
+        # default is 5% of RAM, which a 20k x 20k scene read tile by tile fills for nothing (tiles are read
+        # once, in order; only a row of blocks is ever worth keeping).
+        self._gdal_options = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": cache_mb * 2**20}
+        with rasterio.Env(**self._gdal_options):
             self._ds = rasterio.open(cog_path)
         self.width, self.height = self._ds.width, self._ds.height
         self.bands = tuple(int(b) for b in rgb_bands)
@@ -209,6 +215,7 @@ class RasterioRGBReader:
 
     def __call__(self, col_off: int, row_off: int, width: int, height: int, out_w: int, out_h: int) -> np.ndarray:
         """(out_h, out_w, 3) uint8 of the native window resampled (bilinear); zero-padded outside the raster."""
+        import rasterio
         from rasterio.enums import Resampling
         from rasterio.windows import Window
 
@@ -223,7 +230,7 @@ class RasterioRGBReader:
         ox1, oy1 = round((ix1 - col_off) * sx), round((iy1 - row_off) * sy)
         if ox1 <= ox0 or oy1 <= oy0:
             return out
-        with self._lock:
+        with self._lock, rasterio.Env(**self._gdal_options):
             data = self._ds.read(
                 indexes=list(self.bands),
                 window=Window(ix0, iy0, ix1 - ix0, iy1 - iy0),

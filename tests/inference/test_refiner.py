@@ -72,7 +72,9 @@ def test_refine_boxes_on_random_sam2(refiner, scene):
         assert x0 >= box[0] - 0.25 * (box[2] - box[0]) - 16 - 1e-6
         assert isinstance(result.iou_pred, float) and result.mask_area_px > 0
 
-    # The batched decoder path gives what SAM2's own predictor gives for each box (guards upstream drift).
+    # The batched (shared-image) decoder path gives what SAM2's own predictor gives for each box (guards
+    # upstream drift); refine_boxes above used the windowed variant of the same path.
+    assert refiner.fast_decoder_unsupported is None
     chip_boxes = boxes - [crops[0].col_off_px, crops[0].row_off_px] * 2
     masks, ious = refiner.predict(chip_boxes)
     assert masks.shape == (3, crops[0].out_h_px, crops[0].out_w_px) and masks.dtype == bool
@@ -81,6 +83,25 @@ def test_refine_boxes_on_random_sam2(refiner, scene):
         best = int(np.argmax(ref_ious))
         assert ious[j] == pytest.approx(ref_ious[best], abs=1e-4)
         assert (ref_masks[best].astype(bool) != masks[j]).mean() < 1e-3
+
+    # Keep windows: the same mask pixels inside each window, nothing outside.
+    keep = np.array([[0, 0, 60, 50], [40, 30, 200, 160], [0, 0, masks.shape[2], masks.shape[1]]])
+    windowed, windowed_ious = refiner.predict(chip_boxes, keep_xyxy_px=keep)
+    assert np.array_equal(windowed_ious, ious)
+    for j, (c0, r0, c1, r1) in enumerate(keep):
+        assert np.array_equal(windowed[j, r0:r1, c0:c1], masks[j, r0:r1, c0:c1])
+        assert windowed[j].sum() == windowed[j, r0:r1, c0:c1].sum()
+
+    # The stock-decoder fallback (a SAM2 layout the fast decoder does not know) gives the same answer.
+    refiner.fast_decoder_unsupported = "test"
+    try:
+        stock_masks, stock_ious = refiner.predict(chip_boxes)
+        stock_windowed, _ = refiner.predict(chip_boxes, keep_xyxy_px=keep)
+    finally:
+        refiner.fast_decoder_unsupported = None
+    assert np.allclose(stock_ious, ious, atol=1e-4)
+    assert (stock_masks != masks).mean() < 1e-3
+    assert (stock_windowed != windowed).mean() < 1e-3
 
     with pytest.raises(Cancelled):
         refine_boxes(

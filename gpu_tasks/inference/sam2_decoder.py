@@ -1,0 +1,340 @@
+"""SAM2 mask decoding for many prompts on one image, with the per-image work done once instead of per prompt."""
+
+# SAM2's MaskDecoder (sam2 1.1.0, pinned) with repeat_image=True copies the 64x64x256 image embedding per prompt
+# and runs every image-side projection per prompt, ~3.6 GFLOP each. The prompt side is tiny (T = 9 tokens for a
+# box: object-score, IoU and 4 mask tokens, 2 corners and SAM2's padding point), so:
+#
+# * projections of the image embedding X (and of X + pos) are shared by all prompts and computed once;
+# * after layer l the keys are LN_l(keys_{l-1} + A_l U_l + b_l), where A_l (HW x heads*T) are the image->token
+#   attention weights and U_l (heads*T x C) the per-head values already pushed through out_proj, so any later
+#   linear map keys_l @ W is rebuilt from the shared X @ W' plus rank-(heads*T) corrections per layer, with the
+#   layer-norm statistics applied per row (exact algebra, not an approximation);
+# * attention against the keys is contracted with the few prompt tokens before touching the HW rows;
+# * the output upscaling (two 2x2/stride-2 transposed convolutions, LayerNorm2d, GELU) is pointwise per
+#   embedding pixel, so it can be restricted to a window per prompt without changing the logits inside it.
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Logit written outside a prompt's window: far below any threshold, finite so bilinear resizing stays finite.
+OUTSIDE_LOGIT = -1024.0
+
+
+def unsupported_reason(decoder: nn.Module) -> str | None:
+    """Why `decoder` cannot use the fast path (None when it can): anything but SAM2 1.1.0's layout falls back."""
+    from sam2.modeling.sam.mask_decoder import MaskDecoder
+    from sam2.modeling.sam.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
+    from sam2.modeling.sam2_utils import LayerNorm2d
+
+    if type(decoder) is not MaskDecoder:
+        return f"mask decoder is {type(decoder).__name__}, not sam2 MaskDecoder"
+    if decoder.training:
+        return "decoder in training mode (dropout)"
+    tr = decoder.transformer
+    if type(tr) is not TwoWayTransformer or not len(tr.layers):
+        return "transformer is not a sam2 TwoWayTransformer"
+    for i, layer in enumerate(tr.layers):
+        if type(layer) is not TwoWayAttentionBlock or layer.skip_first_layer_pe != (i == 0):
+            return f"transformer layer {i} is not a stock TwoWayAttentionBlock"
+        attns = (layer.self_attn, layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)
+        if any(type(a) is not Attention for a in attns):
+            return f"layer {i} uses a non-stock attention (e.g. RoPE)"
+        if layer.cross_attn_image_to_token.kv_in_dim != layer.cross_attn_image_to_token.embedding_dim:
+            return "image->token attention with kv_in_dim"
+    if type(tr.final_attn_token_to_image) is not Attention:
+        return "final attention is not stock"
+    ups = decoder.output_upscaling
+    if len(ups) != 5:
+        return "unexpected output_upscaling layout"
+    dc1, ln1, _, dc2, _ = ups
+    for dc in (dc1, dc2):
+        if not (
+            isinstance(dc, nn.ConvTranspose2d)
+            and dc.kernel_size == (2, 2)
+            and dc.stride == (2, 2)
+            and dc.padding == (0, 0)
+            and dc.output_padding == (0, 0)
+            and dc.groups == 1
+            and dc.dilation == (1, 1)
+        ):
+            # Only a 2x2/stride-2 transposed convolution is pointwise per input pixel (needed for windows).
+            return "output upscaling is not 2x2/stride-2 transposed convolutions"
+    if type(ln1) is not LayerNorm2d:
+        return "output upscaling norm is not LayerNorm2d"
+    return None
+
+
+def _heads(x: torch.Tensor, h: int) -> torch.Tensor:
+    """(B, N, h*d) -> (B, h, N, d)."""
+    b, n, c = x.shape
+    return x.reshape(b, n, h, c // h).transpose(1, 2)
+
+
+@dataclass
+class _Level:
+    """keys_l = LN(keys_{l-1} + A @ U + b) for every prompt: the factors, and the per-row statistics of the LN."""
+
+    a: torch.Tensor  # (N, HW, R + 2): attention weights (heads concatenated), then 1 and -mu
+    u: torch.Tensor  # (N, R, C) per-head values times the matching slice of out_proj
+    b: torch.Tensor  # (C,) out_proj bias
+    gamma: torch.Tensor  # (C,)
+    beta: torch.Tensor  # (C,)
+    mu: torch.Tensor  # (N, HW, 1)
+    inv_sigma: torch.Tensor  # (N, HW, 1)
+
+
+class _Keys:
+    """The image-side state of all prompts, kept factored so that linear maps of it stay cheap."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x  # (HW, C), shared: image embedding + dense no-mask embedding
+        self.levels: list[_Level] = []
+        self._explicit = x.unsqueeze(0)
+
+    def explicit(self) -> torch.Tensor:
+        """The current keys materialised: the next layer's LN statistics need them."""
+        return self._explicit
+
+    def prepare(self, w: torch.Tensor) -> tuple[torch.Tensor, list[tuple]]:
+        """Per-image and per-prompt factors of keys @ w: the shared X @ w' and small per-level matrices."""
+        gs = [w]
+        for lev in reversed(self.levels):
+            # keys_l @ G = inv_sigma * (Z_l @ (gamma_l * G) - mu * colsum(gamma_l * G)) + beta_l @ G
+            gs.append(lev.gamma[:, None] * gs[-1])
+        gs.reverse()  # gs[l] multiplies keys_l; gs[0] multiplies X
+        xg = self.x @ gs[0]
+        per_level = []
+        for lev, g_in, g_out in zip(self.levels, gs[:-1], gs[1:], strict=True):
+            n = lev.u.shape[0]
+            # Rows matching the [1, -mu] columns of lev.a: bias and mean terms ride along in one bmm.
+            extra = torch.stack([lev.b @ g_in, g_in.sum(0)]).expand(n, -1, -1)
+            per_level.append((torch.cat([lev.u @ g_in, extra], 1), lev.beta @ g_out))
+        return xg, per_level
+
+    def apply(self, prepared, box=None, rows: torch.Tensor | None = None, add: torch.Tensor | None = None):
+        """keys_L @ w (+ add) from `prepare(w)`: all prompts and pixels, or prompts `box` at pixels rows (B, P)."""
+        xg, per_level = prepared
+        y = xg.unsqueeze(0) if rows is None else xg[rows]
+        if add is not None:
+            add = add if rows is None else add[rows]
+        if not per_level:
+            return y if add is None else y + add
+        pick = torch.arange(len(rows), device=xg.device)[:, None] if rows is not None else None
+        last = len(per_level) - 1
+        for k, (lev, (ug, betag)) in enumerate(zip(self.levels, per_level, strict=True)):
+            a, inv_sigma = lev.a, lev.inv_sigma
+            if box is not None:
+                a, inv_sigma, ug = a[box], inv_sigma[box], ug[box]
+            if rows is not None:
+                a, inv_sigma = a[pick, rows], inv_sigma[pick, rows]
+            # Two passes over (B, P, D) per layer: one bmm (with the bias/mean columns), one fused scale+shift.
+            y = torch.baddbmm(y.expand(a.shape[0], -1, -1), a, ug)
+            shift = betag if add is None or k < last else add + betag
+            y = torch.addcmul(shift, y, inv_sigma)
+        return y
+
+    def scores(self, w: torch.Tensor, bias: torch.Tensor, pe_w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Per head ((keys + pe) @ w + bias)_h @ m_h for small per-prompt m (N, h, d, T); (N, HW, h, T)."""
+        # The contraction with m is pushed inside the factors: each layer costs HW x R x h*T, not HW x R x D.
+        xg, per_level = self.prepare(w)
+        n, h, d, t = m.shape
+        if not per_level:  # keys = X: pe and bias join X @ w in a single contraction
+            return torch.einsum("phd,nhdt->npht", (xg + pe_w + bias).view(-1, h, d), m)
+        # Only X @ w is added before the layers' row scalings; pe and bias come after, so split them.
+        y = torch.einsum("phd,nhdt->npht", xg.view(-1, h, d), m).reshape(n, -1, h * t)
+        for lev, (ug, betag) in zip(self.levels, per_level, strict=True):
+            ugc = torch.einsum("nrhd,nhdt->nrht", ug.view(n, -1, h, d), m).reshape(n, -1, h * t)
+            betac = torch.einsum("hd,nhdt->nht", betag.view(h, d), m).reshape(n, 1, h * t)
+            y = torch.addcmul(betac, torch.baddbmm(y, lev.a, ugc), lev.inv_sigma)
+        y = y + torch.einsum("phd,nhdt->npht", (pe_w + bias).reshape(-1, h, d), m).reshape(n, -1, h * t)
+        return y.view(n, -1, h, t)
+
+    def weighted_sum(self, w: torch.Tensor, bias: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """Per head attn_h @ (keys @ w + bias)_h for attention weights attn (N, h, T, HW); (N, h, T, d)."""
+        # Left-multiplying by attn first keeps every product at T rows per head (HW x R x h*T per layer).
+        xg, per_level = self.prepare(w)
+        n, h, t, _ = attn.shape
+        d = w.shape[1] // h
+
+        def diag(full: torch.Tensor) -> torch.Tensor:
+            """(N, h*T, D) products for all heads' rows -> each head's own d columns, (N, h, T, d)."""
+            return torch.diagonal(full.view(n, h, t, h, d), dim1=1, dim2=3).permute(0, 3, 1, 2)
+
+        acc = attn.sum(-1, keepdim=True) * bias.view(h, 1, d)
+        b = attn
+        for lev, (ug, betag) in zip(reversed(self.levels), reversed(per_level), strict=True):
+            acc = acc + b.sum(-1, keepdim=True) * betag.view(h, 1, d)
+            b = b * lev.inv_sigma.view(n, 1, 1, -1)
+            # lev.a's last columns [1, -mu] carry the bias and mean terms of this layer.
+            acc = acc + diag((b.reshape(n, h * t, -1) @ lev.a) @ ug)
+        # Prompts folded into the rows of one bmm per head: a broadcast matmul would copy X @ w per prompt.
+        bx = b.transpose(0, 1).reshape(h, n * t, -1) @ xg.view(-1, h, d).transpose(0, 1)  # (h, N*T, d)
+        return acc + bx.view(h, n, t, d).transpose(0, 1)
+
+    def push(self, a: torch.Tensor, u: torch.Tensor, b: torch.Tensor, norm: nn.LayerNorm) -> None:
+        """keys <- norm(keys + a @ u + b), keeping the factors and statistics for later linear maps."""
+        z = torch.baddbmm((self.explicit() + b).expand(a.shape[0], -1, -1), a, u)
+        # One fused pass gives the normalised keys and the row statistics that the factored maps need; in fp32
+        # (as autocast runs layer_norm), since native_layer_norm is not autocast and the weights are fp32.
+        keys, mu, inv_sigma = torch.native_layer_norm(z.float(), (z.shape[-1],), norm.weight, norm.bias, norm.eps)
+        a_aug = torch.cat([a, torch.ones_like(mu), -mu], -1)
+        self.levels.append(_Level(a_aug, u, b, norm.weight, norm.bias, mu, inv_sigma))
+        self._explicit = keys
+
+
+class _Ctx:
+    """Per-call constants: the positional encoding and helpers for attention in both directions."""
+
+    def __init__(self, pe: torch.Tensor) -> None:
+        self.pe = pe  # (HW, C)
+
+    def token_to_image(self, attn, keys: _Keys, q: torch.Tensor) -> torch.Tensor:
+        """attn(q=q, k=keys + pe, v=keys) for (N, T, C) queries against every prompt's keys."""
+        wk, wv = attn.k_proj.weight.t(), attn.v_proj.weight.t()
+        h = attn.num_heads
+        qh = _heads(attn.q_proj(q), h)  # (N, h, T, d)
+        scale = 1.0 / math.sqrt(qh.shape[-1])
+        s = keys.scores(wk, attn.k_proj.bias, self.pe @ wk, (qh * scale).transpose(-1, -2))  # (N, HW, h, T)
+        a = torch.softmax(s.permute(0, 2, 3, 1), dim=-1)  # (N, h, T, HW)
+        out = keys.weighted_sum(wv, attn.v_proj.bias, a)
+        n, _, t, d = out.shape
+        return attn.out_proj(out.transpose(1, 2).reshape(n, t, h * d))
+
+    def image_to_token(self, attn, keys: _Keys, queries: torch.Tensor, query_pe: torch.Tensor, norm) -> None:
+        """keys <- norm(keys + attn(q=keys + pe, k=queries + query_pe, v=queries)), kept factored."""
+        h = attn.num_heads
+        wq = attn.q_proj.weight.t()
+        kt = _heads(attn.k_proj(queries + query_pe), h)  # (N, h, T, d)
+        vt = _heads(attn.v_proj(queries), h)
+        n, _, t, d = kt.shape
+        scale = 1.0 / math.sqrt(d)
+        s = keys.scores(wq, attn.q_proj.bias, self.pe @ wq, (kt * scale).transpose(-1, -2))  # (N, HW, h, T)
+        a = torch.softmax(s, dim=-1).view(n, -1, h * t)  # (N, HW, h*T)
+        # out_proj(concat_h a_h v_h) = sum_h a_h (v_h W_o,h): T rows per head instead of HW.
+        wo = attn.out_proj.weight.t().reshape(h, d, -1)  # (h, d, C)
+        u = (vt @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
+        keys.push(a, u, attn.out_proj.bias, norm)
+
+
+@torch.no_grad()
+def decode_boxes(
+    decoder: nn.Module,
+    image_embeddings: torch.Tensor,
+    image_pe: torch.Tensor,
+    sparse_prompt_embeddings: torch.Tensor,
+    dense_prompt_embeddings: torch.Tensor,
+    high_res_features: list[torch.Tensor] | None = None,
+    windows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SAM2 MaskDecoder.predict_masks(repeat_image=True) for N prompts on one image: the same four outputs."""
+    # Outputs: masks (N, M, 4h, 4w) logits of all M mask tokens, iou_pred (N, M), mask_tokens_out (N, M, C),
+    # object_score_logits (N, 1). `windows` (N, 4) ints rows0, rows1, cols0, cols1 on the h x w embedding
+    # grid: mask logits are computed only inside them (as the full computation would) and are OUTSIDE_LOGIT
+    # elsewhere. Callers check unsupported_reason() first.
+    dec = decoder
+    tr = dec.transformer
+    if image_embeddings.shape[0] != 1:
+        raise ValueError("decode_boxes serves prompts of one image: image_embeddings must have batch 1")
+    dense = dense_prompt_embeddings
+    if dense.shape[0] != 1:
+        # The factoring needs one shared key image; per-prompt mask inputs would break it.
+        if not torch.equal(dense, dense[:1].expand_as(dense)):
+            raise ValueError("dense prompt embeddings differ between prompts (mask inputs are not supported)")
+        dense = dense[:1]
+    _, c, h, w = image_embeddings.shape
+    x = (image_embeddings + dense)[0].flatten(1).t()  # (HW, C)
+    ctx = _Ctx(image_pe[0].flatten(1).t())
+
+    s = 1 if dec.pred_obj_scores else 0
+    parts = [dec.obj_score_token.weight] if s else []
+    output_tokens = torch.cat([*parts, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+    n = sparse_prompt_embeddings.shape[0]
+    tokens = torch.cat((output_tokens.unsqueeze(0).expand(n, -1, -1), sparse_prompt_embeddings), dim=1)
+
+    keys = _Keys(x)
+    queries, query_pe = tokens, tokens
+    for layer in tr.layers:
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+        queries = layer.norm2(queries + ctx.token_to_image(layer.cross_attn_token_to_image, keys, queries + query_pe))
+        queries = layer.norm3(queries + layer.mlp(queries))
+        ctx.image_to_token(layer.cross_attn_image_to_token, keys, queries, query_pe, layer.norm4)
+    queries = queries + ctx.token_to_image(tr.final_attn_token_to_image, keys, queries + query_pe)
+    hs = tr.norm_final_attn(queries)
+
+    iou_token_out = hs[:, s, :]
+    mask_tokens_out = hs[:, s + 1 : s + 1 + dec.num_mask_tokens, :]
+    hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], 1)
+    iou_pred = dec.iou_prediction_head(iou_token_out)
+    if dec.pred_obj_scores:
+        object_score_logits = dec.pred_obj_score_head(hs[:, 0, :])
+    else:
+        object_score_logits = 10.0 * iou_pred.new_ones(iou_pred.shape[0], 1)
+
+    masks = _upscale_and_predict(dec, keys, hyper_in, h, w, high_res_features, windows)
+    return masks, iou_pred, mask_tokens_out, object_score_logits
+
+
+def _upscale_and_predict(dec, keys: _Keys, hyper_in, h: int, w: int, high_res_features, windows) -> torch.Tensor:
+    """Mask logits hyper_in . upscale(keys), the first transposed convolution taken from the factored keys."""
+    dc1, ln1, act1, dc2, act2 = dec.output_upscaling
+    c1, c2 = dc1.out_channels, dc2.out_channels
+    # A 2x2/stride-2 transposed convolution maps each input pixel to its own 2x2 block: a matmul per pixel.
+    # Channels-last throughout (pixel, sub-pixel, channel): LayerNorm2d becomes one fused layer_norm and the
+    # second convolution one matmul; weights ordered (a, b, channel) so that rows come out in that layout.
+    w1 = dc1.weight.permute(0, 2, 3, 1).reshape(dc1.in_channels, 4 * c1)
+    w2 = dc2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+    add1 = dc1.bias.repeat(4).expand(h * w, -1)  # (HW, 4*c1)
+    add2 = dc2.bias.repeat(4)  # (4*c2,)
+    if dec.use_high_res_features:
+        feat_s0, feat_s1 = (f[0] for f in high_res_features)
+        # feat_s1 (c1, 2h, 2w) -> (i, j, a, b, c1) rows; feat_s0 (c2, 4h, 4w) -> ((i, j, a, b), (a2, b2, c2)).
+        add1 = add1 + feat_s1.view(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(h * w, 4 * c1)
+        s0 = feat_s0.view(c2, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0).reshape(h * w, 4, 4 * c2)
+        add2 = s0 + add2
+    else:
+        add2 = add2.expand(h * w, 4, -1)
+    prepared = keys.prepare(w1)
+    n, m = hyper_in.shape[:2]
+
+    def up(y: torch.Tensor, rows: torch.Tensor | None, rh: int, rw: int, hyper: torch.Tensor) -> torch.Tensor:
+        """(B, M, 4rh, 4rw) logits from the dc1 output + add1 of rh x rw embedding pixels, y (B, rh*rw, 4*c1)."""
+        b = y.shape[0]
+        y = act1(F.layer_norm(y.view(b, -1, c1), (c1,), ln1.weight, ln1.bias, ln1.eps))  # (B, P*4, c1)
+        a2 = add2.reshape(1, -1, 4 * c2).expand(b, -1, -1) if rows is None else add2[rows].view(b, -1, 4 * c2)
+        y = act2(torch.baddbmm(a2, y, w2.expand(b, -1, -1)))
+        logits = y.view(b, -1, c2) @ hyper.transpose(1, 2)  # (B, P*16, M)
+        return logits.view(b, rh, rw, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, m, 4 * rh, 4 * rw)
+
+    if windows is None:
+        return up(keys.apply(prepared, add=add1), None, h, w, hyper_in)
+    masks = hyper_in.new_full((n, m, 4 * h, 4 * w), OUTSIDE_LOGIT)
+    win = windows.to(hyper_in.device).long()
+    r0, c0 = win[:, 0].clamp(0, h), win[:, 2].clamp(0, w)
+    rh, rw = (win[:, 1].clamp(0, h) - r0).clamp(min=1), (win[:, 3].clamp(0, w) - c0).clamp(min=1)
+    # Prompts are batched by window size, sizes rounded up to 8 pixels so that there are few batches (many
+    # small ops are slow on a busy CPU); a grown window is moved back inside the grid, it only adds pixels.
+    rh, rw = ((rh + 7) // 8 * 8).clamp(max=h), ((rw + 7) // 8 * 8).clamp(max=w)
+    r0, c0 = torch.minimum(r0, h - rh), torch.minimum(c0, w - rw)
+    sizes = rh * (w + 1) + rw
+    for size in torch.unique(sizes).tolist():
+        idx = torch.nonzero(sizes == size)[:, 0]
+        gh, gw = int(rh[idx[0]]), int(rw[idx[0]])
+        ys = r0[idx, None] + torch.arange(gh, device=idx.device)  # (B, gh)
+        xs = c0[idx, None] + torch.arange(gw, device=idx.device)
+        rows = (ys[:, :, None] * w + xs[:, None, :]).reshape(len(idx), -1)
+        logits = up(keys.apply(prepared, idx, rows, add=add1), rows, gh, gw, hyper_in[idx])
+        py = 4 * r0[idx, None] + torch.arange(4 * gh, device=idx.device)
+        px = 4 * c0[idx, None] + torch.arange(4 * gw, device=idx.device)
+        masks[idx[:, None, None], :, py[:, :, None], px[:, None, :]] = logits.permute(0, 2, 3, 1)
+    return masks

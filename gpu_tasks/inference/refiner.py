@@ -30,7 +30,9 @@ class Refiner:
         self.predictor = predictor
         self.device = device
         # The mask decoder copies the image features once per box; this bounds that memory.
-        self.max_boxes_per_call = max_boxes_per_call or (64 if device.type == "cuda" else 32)
+        # On the CPU the decoder is bound by memory traffic on per-box tensors: 4 boxes per call measured
+        # fastest per box (benchmarks/search.py section 5); a GPU wants large batches.
+        self.max_boxes_per_call = max_boxes_per_call or (64 if device.type == "cuda" else 4)
         self.nvtx = False
         self._chip_hw: tuple[int, int] | None = None
         # The shared-image decoder (sam2_decoder) gives SAM2's own masks at a fraction of the FLOPs per box;

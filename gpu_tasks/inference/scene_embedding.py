@@ -167,6 +167,10 @@ def embed_scene(
                     grid[p.grid_row0 : p.grid_row1, p.grid_col0 : p.grid_col1] = tokens[
                         b, p.tok_row0 : p.tok_row0 + p.owned_h, p.tok_col0 : p.tok_col0 + p.owned_w
                     ]
+                if any(p.grid_col1 == grid_w for p in batch.plans):
+                    # A row of tiles is finished: its tokens go to disk and leave memory (peak RSS stays
+                    # bounded by the batch, not the grid).
+                    store.release(grid)
                 _add_time(timings, "write", time.perf_counter() - t0)
                 done += len(batch.plans)
                 if progress:

@@ -191,6 +191,10 @@ os.environ.setdefault("GDAL_PAM_ENABLED", "NO")
 # GDAL's block cache defaults to 5% of RAM per process; workers read scenes in sequence and need far less
 # (tile views set their own, larger cache: TILE_GDAL_CACHE_MB).
 GDAL_CACHE_MB = env_int("GDAL_CACHE_MB", 256)
+# OpenMP threads that spin while waiting stall every parallel op when another process holds a core: a
+# search re-query took 4.7 s instead of 0.5 s (benchmarks/search.py, section 4); passive waiting costs the
+# backbone nothing measurable. Set here because settings load before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 
 # ------------------------------------------------------------------------------------------ celery

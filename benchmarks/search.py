@@ -596,7 +596,12 @@ def section_sam2(ctx: dict, args: argparse.Namespace) -> None:
     refiner.predict(boxes_xyxy[:1])  # warm both paths' first-call costs
     refiner.predict(boxes_xyxy)
     n = len(boxes_xyxy)
-    batched_runs, single_runs, small_runs = [], [], []
+    # The windows refine_boxes passes: box + 25% of its size + 16 px (it discards mask pixels outside them).
+    size = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
+    slack = np.concatenate([size, size], axis=1) * 0.25 + 16
+    keep = np.clip(boxes_xyxy + np.concatenate([-slack[:, :2], slack[:, 2:]], axis=1), 0, 1024)
+    refiner.predict(boxes_xyxy, keep_xyxy_px=keep)
+    batched_runs, single_runs, small_runs, product_runs = [], [], [], []
     default_per_call = refiner.max_boxes_per_call
     # Alternating rounds, best-of each: other processes' load hits both alike. The third figure (same predict
     # call, at most SMALL_CALL boxes per decoder call) shows how the batch size itself costs on this device.
@@ -613,9 +618,12 @@ def section_sam2(ctx: dict, args: argparse.Namespace) -> None:
         refiner.predict(boxes_xyxy)
         small_runs.append(time.perf_counter() - t0)
         refiner.max_boxes_per_call = default_per_call
+        t0 = time.perf_counter()
+        refiner.predict(boxes_xyxy, keep_xyxy_px=keep)
+        product_runs.append(time.perf_counter() - t0)
         say(f"    round {r + 1}/{args.rounds}: {n} boxes in one predict {batched_runs[-1]:.2f} s, {n} single-box"
             f" predicts {single_runs[-1]:.2f} s, {n} boxes at {SMALL_CALL} per decoder call {small_runs[-1]:.2f} s,"
-            f" load average {load_avg()}")
+            f" as refine_boxes calls it (keep windows) {product_runs[-1]:.2f} s, load average {load_avg()}")
     from torch.utils.flop_counter import FlopCounterMode
 
     # Work the mask decoder does per box (counted, not timed): batching can only amortise what is per call.
@@ -636,7 +644,9 @@ def section_sam2(ctx: dict, args: argparse.Namespace) -> None:
     say(f"    ratio batched / single calls: {batched / single:.3f}x   (target <= 0.25x)")
     say(f"    for reference, one predict with max_boxes_per_call = {SMALL_CALL}: {min(small_runs) * 1000:.0f} ms"
         f" ({min(small_runs) / n * 1000:.0f} ms/box), {min(small_runs) / single:.3f}x the single calls")
-    ctx["results"]["5"] = {"ratio": batched / single}
+    say(f"    as the product calls it (refine_boxes: one predict, keep windows box + 25% + 16 px):"
+        f" {min(product_runs) * 1000:.0f} ms, {min(product_runs) / single:.3f}x the single calls")
+    ctx["results"]["5"] = {"ratio": batched / single, "product_ratio": min(product_runs) / single}
 
 
 # --------------------------------------------------------------------- section 6: peak RSS, subprocess

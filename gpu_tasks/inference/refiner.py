@@ -152,14 +152,52 @@ class Refiner:
             best = iou_pred.argmax(dim=1)
             rows = torch.arange(n, device=self.device)
             chosen = low_res[rows, best].unsqueeze(1)  # (n, 1, 256, 256) logits
-            up = pred._transforms.postprocess_masks(chosen, orig_hw)
-            masks = (up[:, 0] > pred.mask_threshold).cpu().numpy()
+            tf = pred._transforms
+            if keep is not None and tf.max_hole_area == 0 and tf.max_sprinkle_area == 0:
+                # Only the keep windows are used: upsample those, not n full chips (the biggest per-box
+                # cost left on a CPU). Same bilinear sampling as postprocess_masks' F.interpolate.
+                masks = _upsample_windows(chosen[:, 0].float(), keep, orig_hw, pred.mask_threshold)
+            else:
+                up = tf.postprocess_masks(chosen, orig_hw)
+                masks = (up[:, 0] > pred.mask_threshold).cpu().numpy()
             ious = iou_pred[rows, best].float().cpu().numpy()
         if keep is not None:
             # Decoder windows are whole embedding pixels plus a margin: cut to exactly the keep window, on
             # both decoder paths, so that the output does not depend on which one ran.
             masks &= _keep_mask(keep, masks.shape[1:])
         return masks, ious
+
+
+def _source_index(out_idx: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, ...]:
+    """Bilinear taps (i0, i1, weight of i1) as upsample_bilinear2d computes them with align_corners=False."""
+    # float32 throughout, as PyTorch computes it, so threshold ties fall the same way.
+    scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+    src = ((out_idx.float() + 0.5) * scale - 0.5).clamp_(min=0.0)
+    i0 = src.floor().long().clamp_(max=in_size - 1)
+    i1 = (i0 + 1).clamp_(max=in_size - 1)
+    return i0, i1, src - i0.float()
+
+
+def _upsample_windows(
+    logits: torch.Tensor, keep: np.ndarray, orig_hw: tuple[int, int], threshold: float
+) -> np.ndarray:
+    """(n, H, W) bool: logits (n, h, w) upsampled to the chip and thresholded inside each keep window only."""
+    n, h, w = logits.shape
+    out_h, out_w = int(orig_hw[0]), int(orig_hw[1])
+    masks = np.zeros((n, out_h, out_w), dtype=bool)
+    for j in range(n):
+        c0, r0 = max(int(np.floor(keep[j, 0])), 0), max(int(np.floor(keep[j, 1])), 0)
+        c1, r1 = min(int(np.ceil(keep[j, 2])), out_w), min(int(np.ceil(keep[j, 3])), out_h)
+        if c1 <= c0 or r1 <= r0:
+            continue
+        y0, y1, wy = _source_index(torch.arange(r0, r1, device=logits.device), h, out_h)
+        x0, x1, wx = _source_index(torch.arange(c0, c1, device=logits.device), w, out_w)
+        m = logits[j]
+        top = m[y0][:, x0] * (1 - wx) + m[y0][:, x1] * wx
+        bottom = m[y1][:, x0] * (1 - wx) + m[y1][:, x1] * wx
+        window = top * (1 - wy)[:, None] + bottom * wy[:, None]
+        masks[j, r0:r1, c0:c1] = (window > threshold).cpu().numpy()
+    return masks
 
 
 def _embedding_windows(

@@ -170,3 +170,24 @@ def test_mask_to_polygons_parts_specks_and_empty():
     polys = mask_to_polygons(diag, 0, 0, 1.0, 1.0, simplify_px=0, min_part_fraction=0)
     assert len(polys) == 4 and _valid(polys)
     assert shapely.union_all([ShapelyPolygon(p[0]) for p in polys]).area == 4
+
+
+def test_windowed_upsampling_matches_full_bilinear_upsampling():
+    """Upsampling only the keep windows gives exactly F.interpolate's mask there, and False elsewhere."""
+    import torch.nn.functional as F
+
+    from gpu_tasks.inference.refiner import _upsample_windows
+
+    torch.manual_seed(0)
+    for hw in [(1024, 1024), (700, 900)]:
+        low = torch.randn(4, 256, 256)
+        logits = F.interpolate(low[:, None], hw, mode="bilinear", align_corners=False)[:, 0].numpy()
+        full = logits > 0
+        keep = np.array([[0, 0, 100, 80], [500, 300, 700, 699], [10.5, 20.2, 300.7, 200.1], [0, 0, hw[1], hw[0]]])
+        got = _upsample_windows(low, keep, hw, 0.0)
+        for j, (c0, r0, c1, r1) in enumerate(keep):
+            r0, c0, r1, c1 = int(r0), int(c0), int(np.ceil(r1)), int(np.ceil(c1))
+            differ = got[j, r0:r1, c0:c1] != full[j, r0:r1, c0:c1]
+            # Rounding may differ in the last bit from PyTorch's vectorised kernel: only exact ties may flip.
+            assert np.all(np.abs(logits[j, r0:r1, c0:c1][differ]) < 1e-5)
+            assert got[j].sum() == got[j, r0:r1, c0:c1].sum()

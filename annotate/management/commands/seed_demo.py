@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from annotate import storage
 from annotate.models import Project, SceneStatus
 from annotate.services import membership_set, project_create
 
@@ -36,7 +37,9 @@ class Command(BaseCommand):
             proj = project_create(name=project, user=user, description="Demo project with real sample imagery.")
             self.stdout.write(f"Created project {project}")
         membership_set(project=proj, user=user, role="manager")
-        if not proj.scenes.filter(name=DEMO_SCENE_NAME, status=SceneStatus.READY).exists():
+        ready = proj.scenes.filter(name=DEMO_SCENE_NAME, status=SceneStatus.READY).first()
+        # A row whose COG is gone (DATA_DIR wiped or moved) is ingested again rather than shown broken.
+        if ready is None or not ready.cog_path or not storage.absolute(ready.cog_path).is_file():
             proj.scenes.filter(name=DEMO_SCENE_NAME).delete()
             call_command(
                 "ingest_scene", str(DEMO_SCENE), project=project, name=DEMO_SCENE_NAME,

@@ -4,6 +4,7 @@ Pixel coordinates are `_px`: x = column, y = row, origin at the top-left corner 
 Boxes are XYXY unless the name says otherwise.
 """
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -101,24 +102,29 @@ def overview_zoom(native: int, width: int, height: int, tile_px: int = 256) -> i
 Rings = list[list[tuple[float, float]]]
 
 
-def rings_lonlat_to_px(crs: CRS, transform: Affine, rings: Rings) -> Rings:
-    """A polygon's rings (exterior first) from lon/lat to pixel coordinates."""
+def _map_rings(convert, rings: Rings) -> Rings:
+    """Apply a (xs, ys) -> (xs, ys) conversion to every ring of a polygon."""
     out = []
     for ring in rings:
-        lons, lats = zip(*ring, strict=True)
-        xs, ys = lonlat_to_px(crs, transform, lons, lats)
-        out.append(list(zip(xs.tolist(), ys.tolist(), strict=True)))
+        xs, ys = convert(*zip(*ring, strict=True))
+        out.append(list(zip(np.asarray(xs).tolist(), np.asarray(ys).tolist(), strict=True)))
     return out
+
+
+def rings_lonlat_to_px(crs: CRS, transform: Affine, rings: Rings) -> Rings:
+    """A polygon's rings (exterior first) from lon/lat to pixel coordinates."""
+    return _map_rings(lambda lons, lats: lonlat_to_px(crs, transform, lons, lats), rings)
 
 
 def rings_px_to_lonlat(crs: CRS, transform: Affine, rings: Rings) -> Rings:
     """A polygon's rings (exterior first) from pixel coordinates to lon/lat."""
-    out = []
-    for ring in rings:
-        xs, ys = zip(*ring, strict=True)
-        lons, lats = px_to_lonlat(crs, transform, xs, ys)
-        out.append(list(zip(lons.tolist(), lats.tolist(), strict=True)))
-    return out
+    return _map_rings(lambda xs, ys: px_to_lonlat(crs, transform, xs, ys), rings)
+
+
+@functools.lru_cache(maxsize=256)
+def crs_from_text(text: str) -> CRS:
+    """A scene's stored CRS (EPSG:n or WKT), parsed once per process (PROJ parsing is not free)."""
+    return CRS.from_user_input(text)
 
 
 def box_px_to_ring(box_xyxy_px: Sequence[float]) -> list[tuple[float, float]]:

@@ -75,16 +75,6 @@ def _grid_lock(scene: Scene, key: str):
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", lock_id)
 
 
-def scene_grid_find(*, scene: Scene, scale: float) -> PatchGrid | None:
-    """The scene's complete grid for the configured model at this scale, if one was built."""
-    emb = runtime.embedder()
-    key = scene_grid_key(scene=scene, embedder=emb, scale=scale)
-    grid = PatchGrid.objects.filter(scene=scene, key=key).first()
-    if grid is not None and is_complete(storage.absolute(grid.path), key):
-        return grid
-    return None
-
-
 def scene_grid_ensure(
     *, scene: Scene, scale: float = 1.0, job: Job | None = None, progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None, timings: dict | None = None,

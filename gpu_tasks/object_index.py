@@ -8,7 +8,6 @@ from django.contrib.gis.geos import GEOSGeometry, Polygon
 from django.db.models import F, Q
 from django.db.models.functions import Cast, Coalesce
 from pgvector.django import CosineDistance, VectorField
-from rasterio.crs import CRS
 
 from annotate import geo
 from annotate.errors import DomainError
@@ -16,8 +15,10 @@ from annotate.models import Annotation, Detection, DetectionStatus, ObjectClass,
 
 from .inference.errors import IncompatibleEmbeddings
 from .inference.grid import GridMeta
-from .inference.prototypes import ClassPrototypes, prototype_from_polygon, stack_prototypes
+from .inference.prototypes import ClassPrototypes, condense_prototypes, prototype_from_polygon, stack_prototypes
 from .models import INDEXED_DIMS, ObjectEmbedding, PatchGrid
+
+MAX_PROTOTYPES_PER_CLASS = 64
 
 
 def geometry_digest(geometry: GEOSGeometry) -> str:
@@ -27,13 +28,18 @@ def geometry_digest(geometry: GEOSGeometry) -> str:
 
 def polygon_px(scene: Scene, polygon: Polygon) -> list[list[tuple[float, float]]]:
     """An EPSG:4326 polygon's rings in the scene's pixel coordinates (exterior first)."""
-    crs = CRS.from_user_input(scene.crs)
+    crs = geo.crs_from_text(scene.crs)
     transform = geo.transform_from_gdal(scene.geotransform)
     return geo.rings_lonlat_to_px(crs, transform, [list(ring.coords) for ring in polygon])
 
 
-def object_vectors_sync(*, scene: Scene, grid: PatchGrid, meta: GridMeta, tokens: np.ndarray) -> int:
-    """Pool a vector from the grid for every example and detection of the scene that is new or reshaped."""
+def object_vectors_sync(
+    *, scene: Scene, grid: PatchGrid, meta: GridMeta, tokens: np.ndarray, include_proposed: bool = True
+) -> int:
+    """Pool a vector from the grid for every example and detection of the scene that is new or reshaped.
+
+    include_proposed=False skips unreviewed proposals (a search about to replace them needs only the rest).
+    """
     known = {
         (a, d): digest
         for a, d, digest in ObjectEmbedding.objects.filter(scene=scene, space_key=grid.space_key).values_list(
@@ -42,7 +48,10 @@ def object_vectors_sync(*, scene: Scene, grid: PatchGrid, meta: GridMeta, tokens
     }
     rows: dict[str, list[ObjectEmbedding]] = {"annotation": [], "detection": []}
     owners = [("annotation", a) for a in Annotation.objects.filter(scene=scene).only("id", "geometry")]
-    owners += [("detection", d) for d in Detection.objects.filter(scene=scene).only("id", "geometry")]
+    detections = Detection.objects.filter(scene=scene)
+    if not include_proposed:
+        detections = detections.exclude(status=DetectionStatus.PROPOSED)
+    owners += [("detection", d) for d in detections.only("id", "geometry")]
     for kind, obj in owners:
         digest = geometry_digest(obj.geometry)
         ident = (obj.pk, None) if kind == "annotation" else (None, obj.pk)
@@ -107,9 +116,14 @@ def class_prototypes(
             f"No examples to search with for {names}: draw at least one example polygon of the class on a "
             "scene of this project (on an embedded scene, or on this one), then search again."
         )
+    # Scoring cost grows with the prototype count: hundreds of accepted detections become a few dozen
+    # well-spread directions.
     protos = [
-        ClassPrototypes(class_id=c.pk, positives=stack_prototypes(pos[c.pk], dim),
-                        negatives=stack_prototypes(neg[c.pk], dim))
+        ClassPrototypes(
+            class_id=c.pk,
+            positives=condense_prototypes(stack_prototypes(pos[c.pk], dim), MAX_PROTOTYPES_PER_CLASS),
+            negatives=condense_prototypes(stack_prototypes(neg[c.pk], dim), MAX_PROTOTYPES_PER_CLASS),
+        )
         for c in classes if pos[c.pk]
     ]
     return protos, counts

@@ -5,16 +5,17 @@ from collections.abc import Callable
 import numpy as np
 from django.contrib.gis.geos import GEOSGeometry, Polygon
 from django.db.models import F
-from rasterio.crs import CRS
 
-from annotate import geo
+from annotate import geo, storage
 from annotate.errors import DomainError
 from annotate.models import Detection, DetectionSource, DetectionStatus, Scene
 
 from . import runtime
-from .embedding import grid_open, scene_grid_find, scene_rgb_reader
+from .embedding import grid_open, scene_rgb_reader
+from .inference.errors import IncompatibleEmbeddings
+from .inference.grid import is_complete
 from .inference.prototypes import prototype_from_polygon
-from .models import Job
+from .models import Job, PatchGrid
 from .object_index import class_prototypes, polygon_px
 from .profiling import stage
 
@@ -33,6 +34,15 @@ def _detections_to_refine(scene: Scene, detection_ids: list[int] | None) -> list
     return list(qs.filter(status=DetectionStatus.PROPOSED))
 
 
+def _search_grid(scene: Scene, detections: list[Detection]) -> PatchGrid | None:
+    """The complete patch grid in the vector space the detections were found in (no backbone needed)."""
+    spaces = {d.model_key for d in detections if d.model_key}
+    for grid in PatchGrid.objects.filter(scene=scene, space_key__in=spaces).order_by("-created_at"):
+        if is_complete(storage.absolute(grid.path)):
+            return grid
+    return None
+
+
 def _box_px(scene: Scene, detection: Detection) -> list[float]:
     """The detection's XYXY box in scene pixels."""
     ring = np.asarray(polygon_px(scene, detection.geometry)[0])
@@ -42,7 +52,7 @@ def _box_px(scene: Scene, detection: Detection) -> list[float]:
 
 def _polygon_lonlat(scene: Scene, polygons_px: list) -> Polygon | None:
     """The largest valid part of a mask's polygons, in EPSG:4326 (None when nothing valid remains)."""
-    crs, transform = CRS.from_user_input(scene.crs), geo.transform_from_gdal(scene.geotransform)
+    crs, transform = geo.crs_from_text(scene.crs), geo.transform_from_gdal(scene.geotransform)
     best: Polygon | None = None
     for rings in polygons_px:
         lonlat = geo.rings_px_to_lonlat(crs, transform, [list(map(tuple, r)) for r in rings])
@@ -83,16 +93,19 @@ def detections_refine(
             progress=lambda f, m: progress(0.9 * f, m), should_cancel=should_cancel, timings=timings,
         )
     timings["sam2"] = timings.get("sam_embed", 0.0) + timings.get("sam_decode", 0.0)
-    grid = scene_grid_find(scene=scene, scale=1.0) if reverify else None
-    protos = {}
+    protos, reverify_note = {}, "not asked" if not reverify else ""
+    grid = _search_grid(scene, detections) if reverify else None
+    if reverify and grid is None:
+        reverify_note = "the scene has no patch grid of the search that found these detections"
     if grid is not None:
         meta, tokens = grid_open(grid)
         classes = list({d.object_class_id: d.object_class for d in detections}.values())
         try:
             found, _ = class_prototypes(project=scene.project, space_key=grid.space_key, dim=grid.dim, classes=classes)
             protos = {p.class_id: p for p in found}
-        except DomainError:
-            protos = {}
+        except (DomainError, IncompatibleEmbeddings) as exc:
+            # Re-scoring is optional: the polygons are still worth having; the result says why scores stayed.
+            reverify_note = getattr(exc, "message", str(exc))
     refined = kept_box = stale = 0
     progress(0.9, "Saving polygons")
     with stage("save_polygons", timings):
@@ -120,4 +133,5 @@ def detections_refine(
                 stale += 1
     return {
         "refined": refined, "kept_box": kept_box, "skipped_stale": stale, "reverified": bool(protos),
+        **({"reverify_skipped": reverify_note} if not protos else {}),
     }

@@ -37,7 +37,9 @@ def embedder():
                 source, model_id=model_id, device=pick_device(device_name()),
                 batch_size=settings.EMBED_BATCH_SIZE or None,
             )
-        return _embedders[key]
+        emb = _embedders[key]
+    emb.nvtx = settings.GPU_PROFILE  # forward passes inside NVTX ranges when profiling
+    return emb
 
 
 def refiner():
@@ -51,7 +53,9 @@ def refiner():
 
             _refiners.clear()
             _refiners[key] = Refiner.load(config_name, checkpoint, device=pick_device(device_name()))
-        return _refiners[key]
+        ref = _refiners[key]
+    ref.nvtx = settings.GPU_PROFILE
+    return ref
 
 
 @contextmanager

@@ -17,9 +17,11 @@ def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
 
 def object_embedding_get(*, project: Project, annotation_id: int | None, detection_id: int | None) -> ObjectEmbedding:
     """The newest vector of a project's example or detection; 404 for objects of other projects."""
-    owner_model, owner_id = (Annotation, annotation_id) if annotation_id else (Detection, detection_id)
-    owner = get_object_or_404(owner_model.objects.filter(scene__project=project), pk=owner_id)
-    found = ObjectEmbedding.objects.filter(**{owner_model.__name__.lower(): owner}).order_by("-created_at").first()
+    field, model, owner_id = (
+        ("annotation", Annotation, annotation_id) if annotation_id else ("detection", Detection, detection_id)
+    )
+    owner = get_object_or_404(model.objects.filter(scene__project=project), pk=owner_id)
+    found = ObjectEmbedding.objects.filter(**{field: owner}).order_by("-created_at").first()
     if found is None:
         raise DomainError(
             "This object has no embedding yet because its scene has not been embedded: run a search on "

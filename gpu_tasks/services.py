@@ -241,8 +241,6 @@ def ingest_job_start(*, scene: Scene, user: AbstractBaseUser | None, rgb_bands: 
 def ingest_job_run(*, job_id: int, progress_extra: Callable[[float, str], None] | None = None) -> Job:
     """Run an ingest job: the scene's ingest service under the job row."""
     job = Job.objects.select_related("scene").get(pk=job_id)
-    if job.status in JobStatus.finished():
-        return job
 
     def work(progress, should_cancel, timings):
         scene = scene_ingest(scene=job.scene, rgb_bands=job.params.get("rgb_bands"), progress=progress)

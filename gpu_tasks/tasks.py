@@ -8,15 +8,15 @@ from . import services
 
 # Only a lost database connection is worth a retry; every other failure is recorded on the Job row.
 TRANSIENT = (OperationalError, InterfaceError)
-GPU_TASK = {
-    "acks_late": True, "reject_on_worker_lost": True, "time_limit": settings.GPU_JOB_TIME_LIMIT_S,
-    "soft_time_limit": settings.GPU_JOB_TIME_LIMIT_S - 60, "autoretry_for": TRANSIENT, "max_retries": 3,
-    "retry_backoff": True,
-}
+# A killed worker's job is redelivered (acks_late + reject_on_worker_lost); the Job row's claim makes that safe.
+JOB_TASK = {"acks_late": True, "reject_on_worker_lost": True, "autoretry_for": TRANSIENT, "max_retries": 3,
+            "retry_backoff": True}
+INGEST_TASK = {**JOB_TASK, "time_limit": 6 * 3600, "soft_time_limit": 6 * 3600 - 60}
+GPU_TASK = {**JOB_TASK, "time_limit": settings.GPU_JOB_TIME_LIMIT_S,
+            "soft_time_limit": settings.GPU_JOB_TIME_LIMIT_S - 60}
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60,
-             autoretry_for=TRANSIENT, max_retries=3, retry_backoff=True)
+@shared_task(**INGEST_TASK)
 def ingest_scene_task(job_id: int) -> None:
     """Ingest an uploaded scene (default queue)."""
     services.ingest_job_run(job_id=job_id)

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from django.contrib.gis.geos import Polygon
 from django.db import transaction
-from rasterio.crs import CRS
 
 from annotate import geo
 from annotate.errors import DomainError
@@ -91,7 +90,7 @@ def _known_boxes_px(scene: Scene) -> np.ndarray:
 
 def _box_polygon_lonlat(scene: Scene, box_px) -> Polygon:
     """An XYXY pixel box as an EPSG:4326 polygon."""
-    crs, transform = CRS.from_user_input(scene.crs), geo.transform_from_gdal(scene.geotransform)
+    crs, transform = geo.crs_from_text(scene.crs), geo.transform_from_gdal(scene.geotransform)
     ring = geo.rings_px_to_lonlat(crs, transform, [geo.box_px_to_ring(box_px)])[0]
     return Polygon(ring, srid=4326)
 
@@ -113,7 +112,8 @@ def scene_search(
     meta, tokens = grid_open(grid)
     progress(0.8, "Scoring the scene against the examples")
     with stage("object_vectors", timings):
-        object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
+        # Examples and reviewed detections make the prototypes; the old proposals are about to be replaced.
+        object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens, include_proposed=False)
     protos, counts = class_prototypes(
         project=scene.project, space_key=grid.space_key, dim=grid.dim, classes=classes,
         use_accepted=request.use_accepted,

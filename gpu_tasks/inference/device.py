@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -63,3 +66,24 @@ def empty_cache(device: torch.device | str) -> None:
     """Release cached CUDA blocks after an OOM so that the smaller retry can allocate."""
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
+
+
+def run_in_chunks(n: int, size: int, run, device: torch.device | str, what: str) -> int:
+    """Call run(start, stop) over [0, n) in chunks of `size`, halving it on out-of-memory; the size that worked.
+
+    The failed chunk is retried at the smaller size; callers keep the returned size for the rest of the process.
+    """
+    start = 0
+    while start < n:
+        stop = min(n, start + size)
+        try:
+            run(start, stop)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_oom(exc) or size == 1:
+                raise
+            size = max(1, size // 2)
+            empty_cache(device)
+            log.warning("out of memory: %s per call now %d", what, size)
+            continue
+        start = stop
+    return size

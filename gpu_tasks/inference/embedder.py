@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import autocast, empty_cache, is_oom, nvtx_range, pick_device
+from .device import autocast, nvtx_range, pick_device, run_in_chunks
 from .errors import ModelUnavailable
 from .grid import stable_digest
 from .prototypes import mean_direction
@@ -180,20 +180,11 @@ class Embedder:
             raise ValueError(f"tile size {h}x{w} is not a multiple of the patch size {p}")
         tiles_rgb = np.ascontiguousarray(tiles_rgb)
         out = np.empty((n, h // p, w // p, self.spec.hidden_size), dtype=np.float32)
-        start = 0
-        while start < n:
-            stop = min(n, start + self.batch_size)
-            try:
-                out[start:stop] = self._forward(tiles_rgb[start:stop]).numpy()
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not is_oom(exc) or self.batch_size == 1:
-                    raise
-                # Halve and retry the same chunk; keep the smaller size for the rest of the process.
-                self.batch_size = max(1, self.batch_size // 2)
-                empty_cache(self.device)
-                log.warning("out of memory: embedding batch size now %d", self.batch_size)
-                continue
-            start = stop
+
+        def run(start: int, stop: int) -> None:
+            out[start:stop] = self._forward(tiles_rgb[start:stop]).numpy()
+
+        self.batch_size = run_in_chunks(n, self.batch_size, run, self.device, "embedding tiles")
         return out
 
     def embed_region(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import autocast, empty_cache, is_oom, nvtx_range, pick_device
+from .device import autocast, nvtx_range, pick_device, run_in_chunks
 from .errors import Cancelled, ModelUnavailable
 from .polygons import Polygon, mask_to_polygons, polygons_bounds
 from .sam2_decoder import decode_boxes, unsupported_reason
@@ -98,21 +98,13 @@ class Refiner:
             raise ValueError(f"{len(keep)} keep windows for {len(boxes)} boxes")
         masks = np.zeros((len(boxes), h, w), dtype=bool)
         ious = np.zeros(len(boxes), dtype=np.float32)
-        start = 0
-        while start < len(boxes):
-            stop = min(len(boxes), start + self.max_boxes_per_call)
-            try:
-                masks[start:stop], ious[start:stop] = self._decode(
-                    boxes[start:stop], None if keep is None else keep[start:stop]
-                )
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not is_oom(exc) or self.max_boxes_per_call == 1:
-                    raise
-                self.max_boxes_per_call = max(1, self.max_boxes_per_call // 2)
-                empty_cache(self.device)
-                log.warning("out of memory: SAM2 boxes per call now %d", self.max_boxes_per_call)
-                continue
-            start = stop
+
+        def run(start: int, stop: int) -> None:
+            masks[start:stop], ious[start:stop] = self._decode(
+                boxes[start:stop], None if keep is None else keep[start:stop]
+            )
+
+        self.max_boxes_per_call = run_in_chunks(len(boxes), self.max_boxes_per_call, run, self.device, "SAM2 boxes")
         return masks, ious
 
     def _decode(self, boxes: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,10 @@
 #   layer-norm statistics applied per row (exact algebra, not an approximation);
 # * attention against the keys is contracted with the few prompt tokens before touching the HW rows;
 # * the output upscaling (two 2x2/stride-2 transposed convolutions, LayerNorm2d, GELU) is pointwise per
-#   embedding pixel, so it can be restricted to a window per prompt without changing the logits inside it.
+#   embedding pixel, so it can be restricted to a window per prompt without changing the logits inside it;
+# * everything that depends only on the image (the shared projections, the positional terms, the high-res
+#   features in the upscaling's layout) is kept in a per-image cache, so that prompts decoded in several calls
+#   (small batches are faster per box on a CPU) pay for it once.
 
 from __future__ import annotations
 
@@ -76,137 +79,167 @@ def _heads(x: torch.Tensor, h: int) -> torch.Tensor:
     return x.reshape(b, n, h, c // h).transpose(1, 2)
 
 
-@dataclass
-class _Level:
-    """keys_l = LN(keys_{l-1} + A @ U + b) for every prompt: the factors, and the per-row statistics of the LN."""
+def _memo(cache: dict, key: str, make):
+    """cache[key], computed by make() the first time."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
-    a: torch.Tensor  # (N, HW, R + 2): attention weights (heads concatenated), then 1 and -mu
-    u: torch.Tensor  # (N, R, C) per-head values times the matching slice of out_proj
-    b: torch.Tensor  # (C,) out_proj bias
-    gamma: torch.Tensor  # (C,)
-    beta: torch.Tensor  # (C,)
-    mu: torch.Tensor  # (N, HW, 1)
-    inv_sigma: torch.Tensor  # (N, HW, 1)
+
+def _softmax_last(s: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last dimension into a new contiguous tensor (torch.softmax is ~6x slower for 9 values)."""
+    e = torch.empty(s.shape, dtype=s.dtype, device=s.device)
+    torch.sub(s, s.amax(-1, keepdim=True), out=e)
+    e.exp_()
+    return e.div_(e.sum(-1, keepdim=True))
 
 
 class _Keys:
-    """The image-side state of all prompts, kept factored so that linear maps of it stay cheap."""
+    """The image-side state of all prompts, kept factored so that linear maps of it stay cheap.
 
-    def __init__(self, x: torch.Tensor) -> None:
+    After any number of layers, keys = alpha * (X * g) + A @ M + beta for every prompt: X (HW, C) the shared
+    image, g (C,) the product of the layer norms' gains, alpha (N, HW, 1) the product of their row scales,
+    A (N, HW, K) and M (N, K, C) the attention updates (and the layer norms' means and biases) as low-rank
+    terms, beta (C,) the last layer norm's bias. So keys @ W = alpha * (X @ gW) + A @ (M @ W) + beta @ W: the
+    big product X @ gW is per image and cached, the rest is K = heads * T + 1 or 2 columns per layer.
+    """
+
+    def __init__(self, x: torch.Tensor, cache: dict) -> None:
         self.x = x  # (HW, C), shared: image embedding + dense no-mask embedding
-        self.levels: list[_Level] = []
-        self._explicit = x.unsqueeze(0)
+        self.cache = cache  # per image: X @ gW for every projection, keyed by name and depth
+        self.depth = 0
+        self.alpha: torch.Tensor | None = None
+        self.a: torch.Tensor | None = None
+        self.m: torch.Tensor | None = None
+        self.g: torch.Tensor | None = None
+        self.beta: torch.Tensor | None = None
+        self._explicit: torch.Tensor | None = None  # keys after the last push, while a later push needs them
 
-    def explicit(self) -> torch.Tensor:
-        """The current keys materialised: the next layer's LN statistics need them."""
-        return self._explicit
-
-    def prepare(self, w: torch.Tensor) -> tuple[torch.Tensor, list[tuple]]:
-        """Per-image and per-prompt factors of keys @ w: the shared X @ w' and small per-level matrices."""
-        gs = [w]
-        for lev in reversed(self.levels):
-            # keys_l @ G = inv_sigma * (Z_l @ (gamma_l * G) - mu * colsum(gamma_l * G)) + beta_l @ G
-            gs.append(lev.gamma[:, None] * gs[-1])
-        gs.reverse()  # gs[l] multiplies keys_l; gs[0] multiplies X
-        xg = self.x @ gs[0]
-        per_level = []
-        for lev, g_in, g_out in zip(self.levels, gs[:-1], gs[1:], strict=True):
-            n = lev.u.shape[0]
-            # Rows matching the [1, -mu] columns of lev.a: bias and mean terms ride along in one bmm.
-            extra = torch.stack([lev.b @ g_in, g_in.sum(0)]).expand(n, -1, -1)
-            per_level.append((torch.cat([lev.u @ g_in, extra], 1), lev.beta @ g_out))
-        return xg, per_level
+    def prepare(self, w: torch.Tensor, key: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The factors of keys @ w: shared X @ gw (cached per image under `key`, which must name w), M @ w, beta @ w."""
+        if not self.depth:
+            return _memo(self.cache, f"{key}@0", lambda: self.x @ w), None, None
+        xg = _memo(self.cache, f"{key}@{self.depth}", lambda: self.x @ (self.g[:, None] * w))
+        return xg, self.m @ w, self.beta @ w
 
     def apply(self, prepared, box=None, rows: torch.Tensor | None = None, add: torch.Tensor | None = None):
-        """keys_L @ w (+ add) from `prepare(w)`: all prompts and pixels, or prompts `box` at pixels rows (B, P)."""
-        xg, per_level = prepared
+        """keys @ w (+ add) from `prepare(w)`: all prompts and pixels, or prompts `box` at pixels rows (B, P)."""
+        xg, mw, bw = prepared
         y = xg.unsqueeze(0) if rows is None else xg[rows]
         if add is not None:
             add = add if rows is None else add[rows]
-        if not per_level:
+        if mw is None:
             return y if add is None else y + add
-        pick = torch.arange(len(rows), device=xg.device)[:, None] if rows is not None else None
-        last = len(per_level) - 1
-        for k, (lev, (ug, betag)) in enumerate(zip(self.levels, per_level, strict=True)):
-            a, inv_sigma = lev.a, lev.inv_sigma
-            if box is not None:
-                a, inv_sigma, ug = a[box], inv_sigma[box], ug[box]
-            if rows is not None:
-                a, inv_sigma = a[pick, rows], inv_sigma[pick, rows]
-            # Two passes over (B, P, D) per layer: one bmm (with the bias/mean columns), one fused scale+shift.
-            y = torch.baddbmm(y.expand(a.shape[0], -1, -1), a, ug)
-            shift = betag if add is None or k < last else add + betag
-            y = torch.addcmul(shift, y, inv_sigma)
-        return y
+        alpha, a = self.alpha, self.a
+        if box is not None:
+            alpha, a, mw = alpha[box], a[box], mw[box]
+        if rows is not None:
+            pick = torch.arange(len(rows), device=xg.device)[:, None]
+            alpha, a = alpha[pick, rows], a[pick, rows]
+        return torch.baddbmm(bw if add is None else add + bw, a, mw).addcmul_(alpha, y)
 
-    def scores(self, w: torch.Tensor, bias: torch.Tensor, pe_w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    def scores(self, w, bias, pe_w, m: torch.Tensor, key: str) -> torch.Tensor:
         """Per head ((keys + pe) @ w + bias)_h @ m_h for small per-prompt m (N, h, d, T); (N, HW, h, T)."""
-        # The contraction with m is pushed inside the factors: each layer costs HW x R x h*T, not HW x R x D.
-        xg, per_level = self.prepare(w)
+        # The contraction with m is pushed inside the factors: HW x K x h*T per prompt, not HW x C x D.
+        xg, mw, bw = self.prepare(w, key)
         n, h, d, t = m.shape
-        if not per_level:  # keys = X: pe and bias join X @ w in a single contraction
-            return torch.einsum("phd,nhdt->npht", (xg + pe_w + bias).view(-1, h, d), m)
-        # Only X @ w is added before the layers' row scalings; pe and bias come after, so split them.
-        y = torch.einsum("phd,nhdt->npht", xg.view(-1, h, d), m).reshape(n, -1, h * t)
-        for lev, (ug, betag) in zip(self.levels, per_level, strict=True):
-            ugc = torch.einsum("nrhd,nhdt->nrht", ug.view(n, -1, h, d), m).reshape(n, -1, h * t)
-            betac = torch.einsum("hd,nhdt->nht", betag.view(h, d), m).reshape(n, 1, h * t)
-            y = torch.addcmul(betac, torch.baddbmm(y, lev.a, ugc), lev.inv_sigma)
-        y = y + torch.einsum("phd,nhdt->npht", (pe_w + bias).reshape(-1, h, d), m).reshape(n, -1, h * t)
-        return y.view(n, -1, h, t)
+        if mw is None:  # keys = X: pe and bias join X @ w in a single contraction
+            xpb = _memo(self.cache, f"{key}+pe", lambda: (xg + pe_w + bias).view(-1, h, d))
+            return torch.einsum("phd,nhdt->npht", xpb, m)
+        # X @ gw (scaled per row by alpha) and the per-image constant pe @ w + bias + beta @ w, contracted with m
+        # in one product: (2, HW, h, d) x (N, h, d, T).
+        both = _memo(
+            self.cache, f"{key}+pe@{self.depth}", lambda: torch.stack([xg, pe_w + bias + bw]).view(2, -1, h, d)
+        )
+        e = torch.einsum("sphd,nhdt->snpht", both, m)
+        mwm = torch.einsum("nkhd,nhdt->nkht", mw.view(n, -1, h, d), m).reshape(n, -1, h * t)
+        y = torch.bmm(self.a, mwm).view(n, -1, h, t)
+        return y.addcmul_(self.alpha.unsqueeze(-1), e[0]).add_(e[1])
 
-    def weighted_sum(self, w: torch.Tensor, bias: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    def weighted_sum(self, w: torch.Tensor, bias: torch.Tensor, attn: torch.Tensor, key: str) -> torch.Tensor:
         """Per head attn_h @ (keys @ w + bias)_h for attention weights attn (N, h, T, HW); (N, h, T, d)."""
-        # Left-multiplying by attn first keeps every product at T rows per head (HW x R x h*T per layer).
-        xg, per_level = self.prepare(w)
-        n, h, t, _ = attn.shape
+        # Left-multiplying by attn first keeps every product at T rows per head.
+        xg, mw, bw = self.prepare(w, key)
+        n, h, t, hw = attn.shape
         d = w.shape[1] // h
-
-        def diag(full: torch.Tensor) -> torch.Tensor:
-            """(N, h*T, D) products for all heads' rows -> each head's own d columns, (N, h, T, d)."""
-            return torch.diagonal(full.view(n, h, t, h, d), dim1=1, dim2=3).permute(0, 3, 1, 2)
-
-        acc = attn.sum(-1, keepdim=True) * bias.view(h, 1, d)
+        const = bias if bw is None else bias + bw
+        acc = attn.sum(-1, keepdim=True) * const.view(h, 1, d)
         b = attn
-        for lev, (ug, betag) in zip(reversed(self.levels), reversed(per_level), strict=True):
-            acc = acc + b.sum(-1, keepdim=True) * betag.view(h, 1, d)
-            b = b * lev.inv_sigma.view(n, 1, 1, -1)
-            # lev.a's last columns [1, -mu] carry the bias and mean terms of this layer.
-            acc = acc + diag((b.reshape(n, h * t, -1) @ lev.a) @ ug)
+        if mw is not None:
+            full = (attn.reshape(n, h * t, hw) @ self.a) @ mw  # (N, h*T, D): every head's rows x all columns
+            acc = acc + torch.diagonal(full.view(n, h, t, h, d), dim1=1, dim2=3).permute(0, 3, 1, 2)
+            b = attn * self.alpha.view(n, 1, 1, hw)
         # Prompts folded into the rows of one bmm per head: a broadcast matmul would copy X @ w per prompt.
-        bx = b.transpose(0, 1).reshape(h, n * t, -1) @ xg.view(-1, h, d).transpose(0, 1)  # (h, N*T, d)
+        xgh = _memo(self.cache, f"{key}:heads@{self.depth}", lambda: xg.view(-1, h, d).transpose(0, 1).contiguous())
+        bx = b.transpose(0, 1).reshape(h, n * t, hw) @ xgh  # (h, N*T, d)
         return acc + bx.view(h, n, t, d).transpose(0, 1)
 
-    def push(self, a: torch.Tensor, u: torch.Tensor, b: torch.Tensor, norm: nn.LayerNorm) -> None:
-        """keys <- norm(keys + a @ u + b), keeping the factors and statistics for later linear maps."""
-        z = torch.baddbmm((self.explicit() + b).expand(a.shape[0], -1, -1), a, u)
-        # One fused pass gives the normalised keys and the row statistics that the factored maps need; in fp32
-        # (as autocast runs layer_norm), since native_layer_norm is not autocast and the weights are fp32.
-        keys, mu, inv_sigma = torch.native_layer_norm(z.float(), (z.shape[-1],), norm.weight, norm.bias, norm.eps)
-        a_aug = torch.cat([a, torch.ones_like(mu), -mu], -1)
-        self.levels.append(_Level(a_aug, u, b, norm.weight, norm.bias, mu, inv_sigma))
-        self._explicit = keys
+    def push(self, a, u: torch.Tensor, b: torch.Tensor, heads: int, norm: nn.LayerNorm, last: bool) -> None:
+        """keys <- norm(keys + a @ u + b), keeping the factors and statistics for later linear maps.
+
+        a (N, HW, heads*T) holds softmax weights, so each head's T columns sum to 1 in every row. The
+        materialised keys are kept only when a later push (not `last`) needs them.
+        """
+        # Rows of a sum to `heads`, so a @ (u + b / heads) = a @ u + b: the bias costs no pass over (N, HW, C).
+        u = u + b / heads
+        n = a.shape[0]
+        if self._explicit is None:  # first layer: the keys so far are the shared X
+            if a.device.type == "cpu":
+                # Into a buffer kept with the image: a fresh (N, HW, C) tensor per call costs page faults.
+                z = _memo(self.cache, f"buffer{n}", lambda: a.new_empty((n, *self.x.shape), dtype=u.dtype))
+                torch.bmm(a.to(u.dtype), u, out=z)
+                z += self.x
+            else:  # out= is outside autocast's casting rules; no page faults to save on a GPU anyway
+                z = torch.bmm(a, u) + self.x
+        else:  # the previous push's keys are ours alone: accumulate in place (in their fp32 under autocast)
+            z = self._explicit.baddbmm_(a.to(self._explicit.dtype), u.to(self._explicit.dtype))
+        # Statistics and normalised keys in fp32, as autocast runs layer_norm (one fused pass; var_mean alone is
+        # slower on the CPU). The keys are kept only for a later push.
+        zf = z.float()
+        keys, mu, inv_sigma = torch.native_layer_norm(zf, (zf.shape[-1],), norm.weight, norm.bias, norm.eps)
+        self._explicit = None if last else keys
+        # norm(prev + a @ u) = inv_sigma * (prev + a @ u - mu) * gamma + beta_new, with prev in factored form.
+        gamma = norm.weight
+        cols, rows = [], []
+        if self.depth:
+            cols += [self.a, torch.ones_like(mu)]
+            rows += [self.m, self.beta.expand(n, 1, -1)]
+        cols += [a.to(mu.dtype), -mu]
+        rows += [u.to(mu.dtype), torch.ones_like(gamma).expand(n, 1, -1)]
+        self.a = torch.cat(cols, -1).mul_(inv_sigma)
+        self.m = torch.cat(rows, 1) * gamma
+        self.alpha = inv_sigma if self.alpha is None else self.alpha * inv_sigma
+        self.g = gamma if self.g is None else self.g * gamma
+        self.beta = norm.bias
+        self.depth += 1
+
 
 
 class _Ctx:
     """Per-call constants: the positional encoding and helpers for attention in both directions."""
 
-    def __init__(self, pe: torch.Tensor) -> None:
+    def __init__(self, pe: torch.Tensor, cache: dict) -> None:
         self.pe = pe  # (HW, C)
+        self.cache = cache
 
-    def token_to_image(self, attn, keys: _Keys, q: torch.Tensor) -> torch.Tensor:
+    def pe_times(self, w: torch.Tensor, key: str) -> torch.Tensor:
+        """pe @ w, cached."""
+        return _memo(self.cache, f"pe@{key}", lambda: self.pe @ w)
+
+    def token_to_image(self, attn, keys: _Keys, q: torch.Tensor, key: str) -> torch.Tensor:
         """attn(q=q, k=keys + pe, v=keys) for (N, T, C) queries against every prompt's keys."""
         wk, wv = attn.k_proj.weight.t(), attn.v_proj.weight.t()
         h = attn.num_heads
         qh = _heads(attn.q_proj(q), h)  # (N, h, T, d)
         scale = 1.0 / math.sqrt(qh.shape[-1])
-        s = keys.scores(wk, attn.k_proj.bias, self.pe @ wk, (qh * scale).transpose(-1, -2))  # (N, HW, h, T)
+        m = (qh * scale).transpose(-1, -2)
+        s = keys.scores(wk, attn.k_proj.bias, self.pe_times(wk, f"{key}.k"), m, f"{key}.k")  # (N, HW, h, T)
         a = torch.softmax(s.permute(0, 2, 3, 1), dim=-1)  # (N, h, T, HW)
-        out = keys.weighted_sum(wv, attn.v_proj.bias, a)
+        out = keys.weighted_sum(wv, attn.v_proj.bias, a, f"{key}.v")
         n, _, t, d = out.shape
         return attn.out_proj(out.transpose(1, 2).reshape(n, t, h * d))
 
-    def image_to_token(self, attn, keys: _Keys, queries: torch.Tensor, query_pe: torch.Tensor, norm) -> None:
+    def image_to_token(self, attn, keys: _Keys, queries, query_pe, norm, key: str, last: bool) -> None:
         """keys <- norm(keys + attn(q=keys + pe, k=queries + query_pe, v=queries)), kept factored."""
         h = attn.num_heads
         wq = attn.q_proj.weight.t()
@@ -214,12 +247,13 @@ class _Ctx:
         vt = _heads(attn.v_proj(queries), h)
         n, _, t, d = kt.shape
         scale = 1.0 / math.sqrt(d)
-        s = keys.scores(wq, attn.q_proj.bias, self.pe @ wq, (kt * scale).transpose(-1, -2))  # (N, HW, h, T)
-        a = torch.softmax(s, dim=-1).view(n, -1, h * t)  # (N, HW, h*T)
+        m = (kt * scale).transpose(-1, -2)
+        s = keys.scores(wq, attn.q_proj.bias, self.pe_times(wq, f"{key}.q"), m, f"{key}.q")  # (N, HW, h, T)
+        a = _softmax_last(s).view(n, -1, h * t)  # (N, HW, h*T)
         # out_proj(concat_h a_h v_h) = sum_h a_h (v_h W_o,h): T rows per head instead of HW.
         wo = attn.out_proj.weight.t().reshape(h, d, -1)  # (h, d, C)
         u = (vt @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
-        keys.push(a, u, attn.out_proj.bias, norm)
+        keys.push(a, u, attn.out_proj.bias, h, norm, last)
 
 
 @torch.no_grad()
@@ -231,25 +265,33 @@ def decode_boxes(
     dense_prompt_embeddings: torch.Tensor,
     high_res_features: list[torch.Tensor] | None = None,
     windows: torch.Tensor | None = None,
+    image_cache: dict | None = None,
+    only_best_multimask: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """SAM2 MaskDecoder.predict_masks(repeat_image=True) for N prompts on one image: the same four outputs."""
     # Outputs: masks (N, M, 4h, 4w) logits of all M mask tokens, iou_pred (N, M), mask_tokens_out (N, M, C),
     # object_score_logits (N, 1). `windows` (N, 4) ints rows0, rows1, cols0, cols1 on the h x w embedding
     # grid: mask logits are computed only inside them (as the full computation would) and are OUTSIDE_LOGIT
-    # elsewhere. Callers check unsupported_reason() first.
+    # elsewhere. `image_cache`: a dict the caller keeps for as long as image, prompt encoder and decoder stay
+    # the same (a fresh one per set_image), so later calls on the image skip its per-image work.
+    # `only_best_multimask`: masks are (N, 1, 4h, 4w), each prompt's multimask token (1..M-1) with the highest
+    # predicted IoU, the one SAM2ImagePredictor's callers keep; the other tokens' logits are never computed.
+    # Callers check unsupported_reason() first.
     dec = decoder
     tr = dec.transformer
     if image_embeddings.shape[0] != 1:
         raise ValueError("decode_boxes serves prompts of one image: image_embeddings must have batch 1")
     dense = dense_prompt_embeddings
     if dense.shape[0] != 1:
-        # The factoring needs one shared key image; per-prompt mask inputs would break it.
-        if not torch.equal(dense, dense[:1].expand_as(dense)):
+        # The factoring needs one shared key image; per-prompt mask inputs would break it. Without a mask
+        # prompt SAM2 broadcasts one no-mask embedding (batch stride 0): equal by construction.
+        if dense.stride(0) != 0 and not torch.equal(dense, dense[:1].expand_as(dense)):
             raise ValueError("dense prompt embeddings differ between prompts (mask inputs are not supported)")
         dense = dense[:1]
     _, c, h, w = image_embeddings.shape
-    x = (image_embeddings + dense)[0].flatten(1).t()  # (HW, C)
-    ctx = _Ctx(image_pe[0].flatten(1).t())
+    cache = {} if image_cache is None else image_cache
+    x = _memo(cache, "x", lambda: (image_embeddings + dense)[0].flatten(1).t().contiguous())  # (HW, C)
+    ctx = _Ctx(_memo(cache, "pe", lambda: image_pe[0].flatten(1).t().contiguous()), cache)
 
     s = 1 if dec.pred_obj_scores else 0
     parts = [dec.obj_score_token.weight] if s else []
@@ -257,19 +299,21 @@ def decode_boxes(
     n = sparse_prompt_embeddings.shape[0]
     tokens = torch.cat((output_tokens.unsqueeze(0).expand(n, -1, -1), sparse_prompt_embeddings), dim=1)
 
-    keys = _Keys(x)
+    keys = _Keys(x, cache)
     queries, query_pe = tokens, tokens
-    for layer in tr.layers:
+    for i, layer in enumerate(tr.layers):
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(q=queries, k=queries, v=queries)
         else:
             q = queries + query_pe
             queries = queries + layer.self_attn(q=q, k=q, v=queries)
         queries = layer.norm1(queries)
-        queries = layer.norm2(queries + ctx.token_to_image(layer.cross_attn_token_to_image, keys, queries + query_pe))
+        t2i = ctx.token_to_image(layer.cross_attn_token_to_image, keys, queries + query_pe, f"l{i}.t2i")
+        queries = layer.norm2(queries + t2i)
         queries = layer.norm3(queries + layer.mlp(queries))
-        ctx.image_to_token(layer.cross_attn_image_to_token, keys, queries, query_pe, layer.norm4)
-    queries = queries + ctx.token_to_image(tr.final_attn_token_to_image, keys, queries + query_pe)
+        last = i == len(tr.layers) - 1
+        ctx.image_to_token(layer.cross_attn_image_to_token, keys, queries, query_pe, layer.norm4, f"l{i}.i2t", last)
+    queries = queries + ctx.token_to_image(tr.final_attn_token_to_image, keys, queries + query_pe, "final.t2i")
     hs = tr.norm_final_attn(queries)
 
     iou_token_out = hs[:, s, :]
@@ -281,6 +325,9 @@ def decode_boxes(
     else:
         object_score_logits = 10.0 * iou_pred.new_ones(iou_pred.shape[0], 1)
 
+    if only_best_multimask:
+        best = iou_pred[:, 1:].argmax(dim=1) + 1
+        hyper_in = hyper_in[torch.arange(n, device=best.device), best].unsqueeze(1)
     masks = _upscale_and_predict(dec, keys, hyper_in, h, w, high_res_features, windows)
     return masks, iou_pred, mask_tokens_out, object_score_logits
 
@@ -292,19 +339,23 @@ def _upscale_and_predict(dec, keys: _Keys, hyper_in, h: int, w: int, high_res_fe
     # A 2x2/stride-2 transposed convolution maps each input pixel to its own 2x2 block: a matmul per pixel.
     # Channels-last throughout (pixel, sub-pixel, channel): LayerNorm2d becomes one fused layer_norm and the
     # second convolution one matmul; weights ordered (a, b, channel) so that rows come out in that layout.
-    w1 = dc1.weight.permute(0, 2, 3, 1).reshape(dc1.in_channels, 4 * c1)
-    w2 = dc2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-    add1 = dc1.bias.repeat(4).expand(h * w, -1)  # (HW, 4*c1)
-    add2 = dc2.bias.repeat(4)  # (4*c2,)
-    if dec.use_high_res_features:
-        feat_s0, feat_s1 = (f[0] for f in high_res_features)
-        # feat_s1 (c1, 2h, 2w) -> (i, j, a, b, c1) rows; feat_s0 (c2, 4h, 4w) -> ((i, j, a, b), (a2, b2, c2)).
-        add1 = add1 + feat_s1.view(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(h * w, 4 * c1)
-        s0 = feat_s0.view(c2, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0).reshape(h * w, 4, 4 * c2)
-        add2 = s0 + add2
-    else:
-        add2 = add2.expand(h * w, 4, -1)
-    prepared = keys.prepare(w1)
+    w1 = _memo(keys.cache, "up.w1", lambda: dc1.weight.permute(0, 2, 3, 1).reshape(dc1.in_channels, 4 * c1))
+    w2 = _memo(keys.cache, "up.w2", lambda: dc2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2))
+
+    def image_terms() -> tuple[torch.Tensor, torch.Tensor]:
+        """Bias and high-res feature terms added after each transposed convolution, in the rows' layout."""
+        add1 = dc1.bias.repeat(4).expand(h * w, -1)  # (HW, 4*c1)
+        add2 = dc2.bias.repeat(4)  # (4*c2,)
+        if dec.use_high_res_features:
+            feat_s0, feat_s1 = (f[0] for f in high_res_features)
+            # feat_s1 (c1, 2h, 2w) -> (i, j, a, b, c1) rows; feat_s0 (c2, 4h, 4w) -> ((i, j, a, b), (a2, b2, c2)).
+            add1 = add1 + feat_s1.view(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(h * w, 4 * c1)
+            s0 = feat_s0.view(c2, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0).reshape(h * w, 4, 4 * c2)
+            return add1, s0 + add2
+        return add1, add2.expand(h * w, 4, -1)
+
+    add1, add2 = _memo(keys.cache, "up.add", image_terms)
+    prepared = keys.prepare(w1, "up.w1")
     n, m = hyper_in.shape[:2]
 
     def up(y: torch.Tensor, rows: torch.Tensor | None, rh: int, rw: int, hyper: torch.Tensor) -> torch.Tensor:

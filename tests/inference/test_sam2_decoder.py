@@ -125,3 +125,31 @@ def test_one_embedding_only(sam2):
     args["image_embeddings"] = args["image_embeddings"].expand(2, -1, -1, -1)
     with pytest.raises(ValueError, match="batch 1"), torch.inference_mode():
         decode_boxes(sam2[0].sam_mask_decoder, **args)
+
+
+def test_calls_sharing_an_image_cache_match_and_skip_the_per_image_work(sam2, stock32):
+    args, ref, _ = stock32
+    dec = sam2[0].sam_mask_decoder
+    cache: dict = {}
+    outs, flops = [], []
+    for part in (slice(0, 4), slice(4, 12)):  # two calls on one image, as Refiner.predict makes them
+        part_args = dict(args, sparse_prompt_embeddings=args["sparse_prompt_embeddings"][part])
+        part_args["dense_prompt_embeddings"] = args["dense_prompt_embeddings"][part]
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            outs.append(decode_boxes(dec, image_cache=cache, **part_args))
+        flops.append(counter.get_total_flops() / (part.stop - part.start))
+    for k, part in enumerate((slice(0, 4), slice(4, 12))):
+        _assert_same(tuple(r[part] for r in ref), outs[k])
+    assert cache  # filled by the first call ...
+    assert flops[1] < 0.7 * flops[0]  # ... so the second pays per-box work only
+
+
+def test_only_best_multimask_gives_the_best_tokens_logits(sam2, stock32):
+    args, ref, _ = stock32
+    with torch.inference_mode():
+        masks, iou_pred, _, _ = decode_boxes(sam2[0].sam_mask_decoder, only_best_multimask=True, **args)
+    best = ref[1][:, 1:].argmax(dim=1) + 1
+    assert masks.shape == (32, 1, 256, 256)
+    expected = ref[0][torch.arange(32), best]
+    assert (masks[:, 0] - expected).abs().max().item() < TOL
+    assert (iou_pred - ref[1]).abs().max().item() < TOL

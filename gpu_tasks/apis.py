@@ -54,7 +54,10 @@ class SceneUploadApi(APIView):
         form.is_valid(raise_exception=True)
         with transaction.atomic():
             scene = annotate_services.scene_create_from_upload(
-                project=project, user=request.user, role=role, uploaded=form.validated_data["file"],
+                project=project,
+                user=request.user,
+                role=role,
+                uploaded=form.validated_data["file"],
                 name=form.validated_data.get("name", ""),
             )
             job = services.ingest_job_start(
@@ -69,8 +72,9 @@ class SceneIngestApi(APIView):
     """POST to run a scene's ingest again (for example with other RGB bands: `{"bands": [4, 3, 2]}`)."""
 
     @extend_schema(
-        request=inline_serializer("IngestRequest", {"bands": serializers.ListField(child=serializers.IntegerField(),
-                                                                                  required=False)}),
+        request=inline_serializer(
+            "IngestRequest", {"bands": serializers.ListField(child=serializers.IntegerField(), required=False)}
+        ),
         responses={202: JobSerializer},
     )
     def post(self, request, scene_id: int):
@@ -120,10 +124,12 @@ EmbedRequest = inline_serializer("EmbedRequest", {"scale": serializers.FloatFiel
 SearchRequestSerializer = inline_serializer(
     "SearchRequest",
     {
-        "classes": serializers.ListField(child=serializers.IntegerField(), required=False,
-                                         help_text="class ids; empty = every class with examples"),
-        "thresholds": serializers.DictField(child=serializers.FloatField(), required=False,
-                                            help_text="class id -> minimum score (cosine similarity)"),
+        "classes": serializers.ListField(
+            child=serializers.IntegerField(), required=False, help_text="class ids; empty = every class with examples"
+        ),
+        "thresholds": serializers.DictField(
+            child=serializers.FloatField(), required=False, help_text="class id -> minimum score (cosine similarity)"
+        ),
         "default_threshold": serializers.FloatField(required=False, default=0.5),
         "scale": serializers.FloatField(required=False, default=1.0, help_text="2 = enlarge twice for small objects"),
         "negative_weight": serializers.FloatField(required=False, default=0.5),
@@ -134,9 +140,14 @@ SearchRequestSerializer = inline_serializer(
 )
 RefineRequest = inline_serializer(
     "RefineRequest",
-    {"detections": serializers.ListField(child=serializers.IntegerField(), required=False,
-                                         help_text="detection ids; empty = every proposed detection"),
-     "reverify": serializers.BooleanField(required=False, default=True)},
+    {
+        "detections": serializers.ListField(
+            child=serializers.IntegerField(),
+            required=False,
+            help_text="detection ids; empty = every proposed detection",
+        ),
+        "reverify": serializers.BooleanField(required=False, default=True),
+    },
 )
 
 
@@ -183,8 +194,9 @@ class SceneRefineApi(APIView):
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise DomainError("detections must be a list of detection ids.")
         with transaction.atomic():
-            job = services.refine_job_start(scene=scene, user=request.user, role=role, detection_ids=ids,
-                                            reverify=bool(body.get("reverify", True)))
+            job = services.refine_job_start(
+                scene=scene, user=request.user, role=role, detection_ids=ids, reverify=bool(body.get("reverify", True))
+            )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -229,8 +241,11 @@ class SimilarObjectsApi(APIView):
     `bbox=minlon,minlat,maxlon,maxlat` (the spatial filter and the vector ranking run as one query).
     """
 
-    @extend_schema(parameters=[OpenApiParameter(n, int) for n in ("annotation", "detection", "k", "scene")]
-                   + [OpenApiParameter("bbox", str)], responses={200: SimilarObjectSerializer(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter(n, int) for n in ("annotation", "detection", "k", "scene")]
+        + [OpenApiParameter("bbox", str)],
+        responses={200: SimilarObjectSerializer(many=True)},
+    )
     def get(self, request, project_id: int):
         project = annotate_selectors.project_get(user=request.user, project_id=project_id)
         params = request.query_params
@@ -244,7 +259,6 @@ class SimilarObjectsApi(APIView):
             raise DomainError(f"Bad query parameter: {exc}") from exc
         if (annotation_id is None) == (detection_id is None):
             raise DomainError("Give exactly one of annotation=ID or detection=ID.")
-        source = selectors.object_embedding_get(project=project, annotation_id=annotation_id,
-                                                detection_id=detection_id)
+        source = selectors.object_embedding_get(project=project, annotation_id=annotation_id, detection_id=detection_id)
         found = object_index.objects_similar(project=project, source=source, k=k, bbox=bbox, scene_id=scene_id)
         return Response(SimilarObjectSerializer(found, many=True).data)

@@ -29,8 +29,11 @@ def space_key(*, embedder_key: str, scale: float) -> str:
 def scene_preprocessing(scene: Scene) -> dict:
     """How tiles are read for the backbone: the scene's RGB bands and their display stretch."""
     bands = [int(b) for b in scene.rgb_bands]
-    return {"rgb_bands": bands, "stretch": [list(map(float, scene.stretch[b - 1])) for b in bands],
-            "dtype": scene.dtype}
+    return {
+        "rgb_bands": bands,
+        "stretch": [list(map(float, scene.stretch[b - 1])) for b in bands],
+        "dtype": scene.dtype,
+    }
 
 
 def scene_rgb_reader(scene: Scene):
@@ -56,9 +59,13 @@ def _grid_dir(scene: Scene, key: str) -> Path:
 def scene_grid_key(*, scene: Scene, embedder, scale: float) -> str:
     """The key embed_scene will give this scene's grid with this embedder and scale."""
     return grid_key(
-        embedder_key=embedder.spec.key, preprocessing=scene_preprocessing(scene), scale=scale,
+        embedder_key=embedder.spec.key,
+        preprocessing=scene_preprocessing(scene),
+        scale=scale,
         tile_px=effective_tile_px(settings.EMBED_TILE_PX, embedder.spec.patch_size),
-        margin_patches=settings.EMBED_MARGIN_PATCHES, scene_width_px=scene.width, scene_height_px=scene.height,
+        margin_patches=settings.EMBED_MARGIN_PATCHES,
+        scene_width_px=scene.width,
+        scene_height_px=scene.height,
     )
 
 
@@ -76,8 +83,13 @@ def _grid_lock(scene: Scene, key: str):
 
 
 def scene_grid_ensure(
-    *, scene: Scene, scale: float = 1.0, job: Job | None = None, progress: Progress | None = None,
-    should_cancel: Callable[[], bool] | None = None, timings: dict | None = None,
+    *,
+    scene: Scene,
+    scale: float = 1.0,
+    job: Job | None = None,
+    progress: Progress | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    timings: dict | None = None,
 ) -> PatchGrid:
     """The scene's grid for the configured model at this scale, built now if missing (never twice)."""
     _require_ready(scene)
@@ -95,17 +107,34 @@ def scene_grid_ensure(
     with _grid_lock(scene, key), scene_rgb_reader(scene) as read_rgb:
         # Whoever held the lock before us may have just built it: embed_scene then returns at once.
         meta = embed_scene(
-            read_rgb=read_rgb, scene_w_px=scene.width, scene_h_px=scene.height, embedder=emb, out_dir=directory,
-            scale=scale, tile_px=settings.EMBED_TILE_PX, margin_patches=settings.EMBED_MARGIN_PATCHES,
-            preprocessing=scene_preprocessing(scene), progress=progress, should_cancel=should_cancel, timings=timings,
+            read_rgb=read_rgb,
+            scene_w_px=scene.width,
+            scene_h_px=scene.height,
+            embedder=emb,
+            out_dir=directory,
+            scale=scale,
+            tile_px=settings.EMBED_TILE_PX,
+            margin_patches=settings.EMBED_MARGIN_PATCHES,
+            preprocessing=scene_preprocessing(scene),
+            progress=progress,
+            should_cancel=should_cancel,
+            timings=timings,
         )
     grid, _ = PatchGrid.objects.update_or_create(
-        scene=scene, key=meta.key,
+        scene=scene,
+        key=meta.key,
         defaults={
             "space_key": space_key(embedder_key=meta.embedder_key, scale=scale),
-            "model_id": emb.spec.model_id, "path": storage.relative(directory), "grid_h": meta.grid_h,
-            "grid_w": meta.grid_w, "dim": meta.dim, "cell_px": meta.cell_px, "scale": scale,
-            "embedder": meta.embedder, "preprocessing": meta.preprocessing, "job": job,
+            "model_id": emb.spec.model_id,
+            "path": storage.relative(directory),
+            "grid_h": meta.grid_h,
+            "grid_w": meta.grid_w,
+            "dim": meta.dim,
+            "cell_px": meta.cell_px,
+            "scale": scale,
+            "embedder": meta.embedder,
+            "preprocessing": meta.preprocessing,
+            "job": job,
         },
     )
     return grid

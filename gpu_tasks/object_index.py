@@ -58,14 +58,23 @@ def object_vectors_sync(
         if known.get(ident) == digest:
             continue
         vector = prototype_from_polygon(tokens, meta, polygon_px(scene, obj.geometry))
-        rows[kind].append(ObjectEmbedding(
-            project_id=scene.project_id, scene=scene, space_key=grid.space_key, dim=grid.dim, vector=vector,
-            geometry_digest=digest, **{f"{kind}_id": obj.pk},
-        ))
+        rows[kind].append(
+            ObjectEmbedding(
+                project_id=scene.project_id,
+                scene=scene,
+                space_key=grid.space_key,
+                dim=grid.dim,
+                vector=vector,
+                geometry_digest=digest,
+                **{f"{kind}_id": obj.pk},
+            )
+        )
     for kind, objs in rows.items():
         if objs:
             ObjectEmbedding.objects.bulk_create(
-                objs, update_conflicts=True, unique_fields=[kind, "space_key"],
+                objs,
+                update_conflicts=True,
+                unique_fields=[kind, "space_key"],
                 update_fields=["vector", "dim", "geometry_digest"],
             )
     return sum(len(v) for v in rows.values())
@@ -82,8 +91,10 @@ def class_prototypes(
     class_ids = [c.pk for c in classes]
     rows = (
         ObjectEmbedding.objects.filter(project=project, space_key=space_key, dim=dim)
-        .annotate(cls=Coalesce(F("annotation__object_class_id"), F("detection__object_class_id")),
-                  det_status=F("detection__status"))
+        .annotate(
+            cls=Coalesce(F("annotation__object_class_id"), F("detection__object_class_id")),
+            det_status=F("detection__status"),
+        )
         .filter(cls__in=class_ids)
         .values_list("cls", "det_status", "vector")
     )
@@ -98,12 +109,14 @@ def class_prototypes(
     for cls in missing:
         other_spaces = (
             ObjectEmbedding.objects.filter(project=project, annotation__object_class=cls)
-            .exclude(space_key=space_key).values_list("space_key", flat=True).distinct()
+            .exclude(space_key=space_key)
+            .values_list("space_key", flat=True)
+            .distinct()
         )
         if other_spaces:
-            models = sorted(set(
-                PatchGrid.objects.filter(space_key__in=list(other_spaces)).values_list("model_id", flat=True)
-            ))
+            models = sorted(
+                set(PatchGrid.objects.filter(space_key__in=list(other_spaces)).values_list("model_id", flat=True))
+            )
             raise IncompatibleEmbeddings(
                 f"The examples of class {cls.name!r} were embedded with another model or scale "
                 f"({', '.join(models) or 'unknown'}) than this search uses, and vectors of different models "
@@ -124,7 +137,8 @@ def class_prototypes(
             positives=condense_prototypes(stack_prototypes(pos[c.pk], dim), MAX_PROTOTYPES_PER_CLASS),
             negatives=condense_prototypes(stack_prototypes(neg[c.pk], dim), MAX_PROTOTYPES_PER_CLASS),
         )
-        for c in classes if pos[c.pk]
+        for c in classes
+        if pos[c.pk]
     ]
     return protos, counts
 
@@ -136,7 +150,11 @@ def _distance_expr(dim: int, vector):
 
 
 def objects_similar(
-    *, project: Project, source: ObjectEmbedding, k: int = 20, bbox: Polygon | None = None,
+    *,
+    project: Project,
+    source: ObjectEmbedding,
+    k: int = 20,
+    bbox: Polygon | None = None,
     scene_id: int | None = None,
 ) -> list[ObjectEmbedding]:
     """The k objects of the project nearest to `source` in its vector space, optionally within a bbox or scene."""

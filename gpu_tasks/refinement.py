@@ -73,8 +73,14 @@ def _polygon_lonlat(scene: Scene, polygons_px: list) -> Polygon | None:
 
 
 def detections_refine(
-    *, scene: Scene, job: Job | None, detection_ids: list[int] | None, reverify: bool,
-    progress: Callable[[float, str], None], should_cancel: Callable[[], bool], timings: dict,
+    *,
+    scene: Scene,
+    job: Job | None,
+    detection_ids: list[int] | None,
+    reverify: bool,
+    progress: Callable[[float, str], None],
+    should_cancel: Callable[[], bool],
+    timings: dict,
 ) -> dict:
     """Refine detections with SAM2 on context crops; each becomes a polygon (a degenerate mask keeps its box).
 
@@ -89,8 +95,14 @@ def detections_refine(
     boxes = np.asarray([_box_px(scene, d) for d in detections], dtype=np.float64)
     with scene_rgb_reader(scene) as read_rgb:
         results = refine_boxes(
-            refiner=refiner, read_rgb=read_rgb, boxes_px=boxes, scene_w=scene.width, scene_h=scene.height,
-            progress=lambda f, m: progress(0.9 * f, m), should_cancel=should_cancel, timings=timings,
+            refiner=refiner,
+            read_rgb=read_rgb,
+            boxes_px=boxes,
+            scene_w=scene.width,
+            scene_h=scene.height,
+            progress=lambda f, m: progress(0.9 * f, m),
+            should_cancel=should_cancel,
+            timings=timings,
         )
     timings["sam2"] = timings.get("sam_embed", 0.0) + timings.get("sam_decode", 0.0)
     protos, reverify_note = {}, "not asked" if not reverify else ""
@@ -124,14 +136,21 @@ def detections_refine(
                 base = det.score if det.score is not None else match
                 score = float(np.clip((1 - REVERIFY_WEIGHT) * base + REVERIFY_WEIGHT * match, 0.0, 1.0))
             updated = Detection.objects.filter(pk=det.pk, version=det.version).update(
-                geometry=polygon, bbox=polygon.envelope, source=DetectionSource.REFINE, score=score,
-                version=F("version") + 1, job=job,
+                geometry=polygon,
+                bbox=polygon.envelope,
+                source=DetectionSource.REFINE,
+                score=score,
+                version=F("version") + 1,
+                job=job,
             )
             if updated:
                 refined += 1
             else:
                 stale += 1
     return {
-        "refined": refined, "kept_box": kept_box, "skipped_stale": stale, "reverified": bool(protos),
+        "refined": refined,
+        "kept_box": kept_box,
+        "skipped_stale": stale,
+        "reverified": bool(protos),
         **({"reverify_skipped": reverify_note} if not protos else {}),
     }

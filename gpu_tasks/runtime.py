@@ -34,7 +34,9 @@ def embedder():
 
             _embedders.clear()  # one backbone in memory at a time
             _embedders[key] = Embedder.load(
-                source, model_id=model_id, device=pick_device(device_name()),
+                source,
+                model_id=model_id,
+                device=pick_device(device_name()),
                 batch_size=settings.EMBED_BATCH_SIZE or None,
             )
         emb = _embedders[key]

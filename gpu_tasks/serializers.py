@@ -16,8 +16,24 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "project", "scene", "kind", "status", "stalled", "progress", "message", "error", "params", "result",
-            "created_by", "queued_at", "started_at", "finished_at", "heartbeat_at", "cancel_requested", "attempts",
+            "id",
+            "project",
+            "scene",
+            "kind",
+            "status",
+            "stalled",
+            "progress",
+            "message",
+            "error",
+            "params",
+            "result",
+            "created_by",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "cancel_requested",
+            "attempts",
         ]
         read_only_fields = fields
 

@@ -32,12 +32,20 @@ CANCEL_POLL_S = 1.0
 
 
 def job_create(
-    *, kind: str, project_id: int, scene: Scene | None = None, user: AbstractBaseUser | None = None,
+    *,
+    kind: str,
+    project_id: int,
+    scene: Scene | None = None,
+    user: AbstractBaseUser | None = None,
     params: dict | None = None,
 ) -> Job:
     """A queued job."""
     return Job.objects.create(
-        kind=kind, project_id=project_id, scene=scene, created_by=user, params=params or {},
+        kind=kind,
+        project_id=project_id,
+        scene=scene,
+        created_by=user,
+        params=params or {},
         message="Waiting for a worker",
     )
 
@@ -53,8 +61,14 @@ def job_claim(*, job: Job) -> bool:
         Job.objects.filter(pk=job.pk)
         .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale))
         .update(
-            status=JobStatus.RUNNING, started_at=now, finished_at=None, heartbeat_at=now, progress=0.0, error="",
-            message="Started", attempts=F("attempts") + 1,
+            status=JobStatus.RUNNING,
+            started_at=now,
+            finished_at=None,
+            heartbeat_at=now,
+            progress=0.0,
+            error="",
+            message="Started",
+            attempts=F("attempts") + 1,
         )
     )
     job.refresh_from_db()
@@ -158,7 +172,11 @@ def job_requeue(*, job: Job, role: str | None) -> Job:
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) and not job_is_stalled(job):
         raise Conflict(f"The job is {job.status}; only failed, cancelled or stalled jobs can be run again.")
     Job.objects.filter(pk=job.pk).update(
-        status=JobStatus.QUEUED, cancel_requested=False, progress=0.0, error="", finished_at=None,
+        status=JobStatus.QUEUED,
+        cancel_requested=False,
+        progress=0.0,
+        error="",
+        finished_at=None,
         message="Waiting for a worker",
     )
     job.refresh_from_db()
@@ -171,8 +189,10 @@ def _enqueue(job: Job) -> None:
     from . import tasks
 
     task = {
-        JobKind.INGEST: tasks.ingest_scene_task, JobKind.EMBED: tasks.gpu_embed_task,
-        JobKind.SEARCH: tasks.gpu_search_task, JobKind.REFINE: tasks.gpu_refine_task,
+        JobKind.INGEST: tasks.ingest_scene_task,
+        JobKind.EMBED: tasks.gpu_embed_task,
+        JobKind.SEARCH: tasks.gpu_search_task,
+        JobKind.REFINE: tasks.gpu_refine_task,
     }[job.kind]
     transaction.on_commit(lambda: task.delay(job.pk))
 
@@ -221,8 +241,11 @@ def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progres
         return job_fail(job=job, error=str(exc), result=with_timings())
     except Exception as exc:
         log.exception("job %s failed", job.pk)
-        job_fail(job=job, error=f"Unexpected error: {exc}. Retry the job; report it if it happens again.",
-                 result=with_timings())
+        job_fail(
+            job=job,
+            error=f"Unexpected error: {exc}. Retry the job; report it if it happens again.",
+            result=with_timings(),
+        )
         raise
     return job_succeed(job=job, result=with_timings(result), message=message)
 
@@ -231,7 +254,10 @@ def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progres
 def ingest_job_start(*, scene: Scene, user: AbstractBaseUser | None, rgb_bands: Sequence[int] | None = None) -> Job:
     """Create an ingest job for a scene and queue it once the transaction commits."""
     job = job_create(
-        kind=JobKind.INGEST, project_id=scene.project_id, scene=scene, user=user,
+        kind=JobKind.INGEST,
+        project_id=scene.project_id,
+        scene=scene,
+        user=user,
         params={"rgb_bands": list(rgb_bands) if rgb_bands else None},
     )
     _enqueue(job)
@@ -253,8 +279,9 @@ def ingest_job_run(*, job_id: int, progress_extra: Callable[[float, str], None] 
 
 
 # ------------------------------------------------------------------------------------------ embed, search, refine
-def _scene_job_start(*, kind: str, scene: Scene, user: AbstractBaseUser | None, role: str | None,
-                     params: dict, enqueue: bool = True) -> Job:
+def _scene_job_start(
+    *, kind: str, scene: Scene, user: AbstractBaseUser | None, role: str | None, params: dict, enqueue: bool = True
+) -> Job:
     """Create a GPU job for a ready scene and queue it once the transaction commits (unless run inline)."""
     require(role, Action.RUN_JOBS)
     if scene.status != SceneStatus.READY:
@@ -271,8 +298,9 @@ def embed_job_start(
     """Queue the embedding of a scene's patch grid (does nothing when it exists)."""
     if not 0 < float(scale) <= 8:
         raise DomainError("scale must be above 0 and at most 8.")
-    return _scene_job_start(kind=JobKind.EMBED, scene=scene, user=user, role=role, params={"scale": float(scale)},
-                            enqueue=enqueue)
+    return _scene_job_start(
+        kind=JobKind.EMBED, scene=scene, user=user, role=role, params={"scale": float(scale)}, enqueue=enqueue
+    )
 
 
 def search_job_start(
@@ -280,20 +308,32 @@ def search_job_start(
 ) -> Job:
     """Queue a visual search of a scene (params are validated now, so a bad request fails at once)."""
     request = SearchRequest.from_params(params)
-    return _scene_job_start(kind=JobKind.SEARCH, scene=scene, user=user, role=role, params=request.to_params(),
-                            enqueue=enqueue)
+    return _scene_job_start(
+        kind=JobKind.SEARCH, scene=scene, user=user, role=role, params=request.to_params(), enqueue=enqueue
+    )
 
 
 def refine_job_start(
-    *, scene: Scene, user: AbstractBaseUser | None, role: str | None, detection_ids: list[int] | None = None,
-    reverify: bool = True, enqueue: bool = True,
+    *,
+    scene: Scene,
+    user: AbstractBaseUser | None,
+    role: str | None,
+    detection_ids: list[int] | None = None,
+    reverify: bool = True,
+    enqueue: bool = True,
 ) -> Job:
     """Queue SAM2 refinement of chosen detections (or all proposed ones) of a scene."""
     ids = [int(i) for i in detection_ids or []]
     if ids and scene.detections.filter(pk__in=ids).count() != len(set(ids)):
         raise DomainError("Some detections are not in this scene (or were deleted); reload and retry.")
-    return _scene_job_start(kind=JobKind.REFINE, scene=scene, user=user, role=role,
-                            params={"detection_ids": ids, "reverify": bool(reverify)}, enqueue=enqueue)
+    return _scene_job_start(
+        kind=JobKind.REFINE,
+        scene=scene,
+        user=user,
+        role=role,
+        params={"detection_ids": ids, "reverify": bool(reverify)},
+        enqueue=enqueue,
+    )
 
 
 def _scene_job(job_id: int) -> Job:
@@ -305,10 +345,23 @@ def embed_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress |
     job = _scene_job(job_id)
 
     def work(progress, should_cancel, timings):
-        grid = scene_grid_ensure(scene=job.scene, scale=job.params.get("scale", 1.0), job=job, progress=progress,
-                                 should_cancel=should_cancel, timings=timings)
-        result = {"grid": {"id": grid.pk, "shape": [grid.grid_h, grid.grid_w, grid.dim], "model": grid.model_id,
-                           "space_key": grid.space_key, "scale": grid.scale}}
+        grid = scene_grid_ensure(
+            scene=job.scene,
+            scale=job.params.get("scale", 1.0),
+            job=job,
+            progress=progress,
+            should_cancel=should_cancel,
+            timings=timings,
+        )
+        result = {
+            "grid": {
+                "id": grid.pk,
+                "shape": [grid.grid_h, grid.grid_w, grid.dim],
+                "model": grid.model_id,
+                "space_key": grid.space_key,
+                "scale": grid.scale,
+            }
+        }
         return result, f"Embedded: {grid.grid_h} x {grid.grid_w} patches of {grid.dim} values ({grid.model_id})"
 
     return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
@@ -319,8 +372,14 @@ def search_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress 
     job = _scene_job(job_id)
 
     def work(progress, should_cancel, timings):
-        result = scene_search(scene=job.scene, job=job, request=SearchRequest.from_params(job.params),
-                              progress=progress, should_cancel=should_cancel, timings=timings)
+        result = scene_search(
+            scene=job.scene,
+            job=job,
+            request=SearchRequest.from_params(job.params),
+            progress=progress,
+            should_cancel=should_cancel,
+            timings=timings,
+        )
         return result, f"{result['detections']} candidates found"
 
     return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
@@ -332,8 +391,12 @@ def refine_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress 
 
     def work(progress, should_cancel, timings):
         result = detections_refine(
-            scene=job.scene, job=job, detection_ids=job.params.get("detection_ids") or None,
-            reverify=job.params.get("reverify", True), progress=progress, should_cancel=should_cancel,
+            scene=job.scene,
+            job=job,
+            detection_ids=job.params.get("detection_ids") or None,
+            reverify=job.params.get("reverify", True),
+            progress=progress,
+            should_cancel=should_cancel,
             timings=timings,
         )
         return result, f"{result['refined']} polygons, {result['kept_box']} kept their box"

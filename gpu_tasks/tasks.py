@@ -9,11 +9,19 @@ from . import services
 # Only a lost database connection is worth a retry; every other failure is recorded on the Job row.
 TRANSIENT = (OperationalError, InterfaceError)
 # A killed worker's job is redelivered (acks_late + reject_on_worker_lost); the Job row's claim makes that safe.
-JOB_TASK = {"acks_late": True, "reject_on_worker_lost": True, "autoretry_for": TRANSIENT, "max_retries": 3,
-            "retry_backoff": True}
+JOB_TASK = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT,
+    "max_retries": 3,
+    "retry_backoff": True,
+}
 INGEST_TASK = {**JOB_TASK, "time_limit": 6 * 3600, "soft_time_limit": 6 * 3600 - 60}
-GPU_TASK = {**JOB_TASK, "time_limit": settings.GPU_JOB_TIME_LIMIT_S,
-            "soft_time_limit": settings.GPU_JOB_TIME_LIMIT_S - 60}
+GPU_TASK = {
+    **JOB_TASK,
+    "time_limit": settings.GPU_JOB_TIME_LIMIT_S,
+    "soft_time_limit": settings.GPU_JOB_TIME_LIMIT_S - 60,
+}
 
 
 @shared_task(**INGEST_TASK)

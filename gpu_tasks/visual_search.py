@@ -96,8 +96,13 @@ def _box_polygon_lonlat(scene: Scene, box_px) -> Polygon:
 
 
 def scene_search(
-    *, scene: Scene, job: Job | None, request: SearchRequest, progress: Callable[[float, str], None],
-    should_cancel: Callable[[], bool], timings: dict,
+    *,
+    scene: Scene,
+    job: Job | None,
+    request: SearchRequest,
+    progress: Callable[[float, str], None],
+    should_cancel: Callable[[], bool],
+    timings: dict,
 ) -> dict:
     """Search a scene for objects like the examples; replace the previous search's unreviewed proposals.
 
@@ -106,8 +111,12 @@ def scene_search(
     """
     classes = _classes_to_search(scene, request)
     grid = scene_grid_ensure(
-        scene=scene, scale=request.scale, job=None, progress=lambda f, m: progress(0.8 * f, m),
-        should_cancel=should_cancel, timings=timings,
+        scene=scene,
+        scale=request.scale,
+        job=None,
+        progress=lambda f, m: progress(0.8 * f, m),
+        should_cancel=should_cancel,
+        timings=timings,
     )
     meta, tokens = grid_open(grid)
     progress(0.8, "Scoring the scene against the examples")
@@ -115,44 +124,68 @@ def scene_search(
         # Examples and reviewed detections make the prototypes; the old proposals are about to be replaced.
         object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens, include_proposed=False)
     protos, counts = class_prototypes(
-        project=scene.project, space_key=grid.space_key, dim=grid.dim, classes=classes,
+        project=scene.project,
+        space_key=grid.space_key,
+        dim=grid.dim,
+        classes=classes,
         use_accepted=request.use_accepted,
     )
     params = SearchParams(
-        thresholds=request.thresholds, default_threshold=request.default_threshold,
-        negative_weight=request.negative_weight, margin=request.margin, max_candidates=request.max_candidates,
+        thresholds=request.thresholds,
+        default_threshold=request.default_threshold,
+        negative_weight=request.negative_weight,
+        margin=request.margin,
+        max_candidates=request.max_candidates,
     )
     with stage("similarity", timings):
         best_class, best_score = score_grid(tokens, protos, params)
     with stage("components", timings):
         candidates = find_candidates(best_class, best_score, meta, params)
     known = _known_boxes_px(scene)
-    fresh = [c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max()
-             < KNOWN_OBJECT_IOU]
+    fresh = [
+        c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max() < KNOWN_OBJECT_IOU
+    ]
     progress(0.95, f"Writing {len(fresh)} candidates")
     searched_ids = [p.class_id for p in protos]
     by_id = {c.pk: c for c in classes}
     with stage("save_detections", timings), transaction.atomic():
         _, deleted = Detection.objects.filter(
-            scene=scene, source=DetectionSource.SEARCH, status=DetectionStatus.PROPOSED,
+            scene=scene,
+            source=DetectionSource.SEARCH,
+            status=DetectionStatus.PROPOSED,
             object_class_id__in=searched_ids,
         ).delete()
         replaced = deleted.get("annotate.Detection", 0)
         rows = []
         for c in fresh:
             polygon = _box_polygon_lonlat(scene, c.box_px)
-            rows.append(Detection(
-                scene=scene, object_class=by_id[c.class_id], geometry=polygon, bbox=polygon.envelope,
-                score=float(np.clip(c.score, 0.0, 1.0)), source=DetectionSource.SEARCH, model_key=grid.space_key,
-                job=job,
-            ))
+            rows.append(
+                Detection(
+                    scene=scene,
+                    object_class=by_id[c.class_id],
+                    geometry=polygon,
+                    bbox=polygon.envelope,
+                    score=float(np.clip(c.score, 0.0, 1.0)),
+                    source=DetectionSource.SEARCH,
+                    model_key=grid.space_key,
+                    job=job,
+                )
+            )
         Detection.objects.bulk_create(rows)
     with stage("object_vectors", timings):
         object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
     per_class = {by_id[i].name: sum(1 for c in fresh if c.class_id == i) for i in searched_ids}
     return {
-        "detections": len(rows), "replaced": replaced, "skipped_known": len(candidates) - len(fresh),
-        "per_class": per_class, "examples": {by_id[k].name: v for k, v in counts.items()},
-        "grid": {"id": grid.pk, "shape": [grid.grid_h, grid.grid_w, grid.dim], "model": grid.model_id,
-                 "space_key": grid.space_key, "scale": grid.scale},
+        "detections": len(rows),
+        "replaced": replaced,
+        "skipped_known": len(candidates) - len(fresh),
+        "per_class": per_class,
+        "examples": {by_id[k].name: v for k, v in counts.items()},
+        "grid": {
+            "id": grid.pk,
+            "shape": [grid.grid_h, grid.grid_w, grid.dim],
+            "model": grid.model_id,
+            "space_key": grid.space_key,
+            "scale": grid.scale,
+        },
     }

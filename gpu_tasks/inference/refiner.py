@@ -178,9 +178,7 @@ def _source_index(out_idx: torch.Tensor, in_size: int, out_size: int) -> tuple[t
     return i0, i1, src - i0.float()
 
 
-def _upsample_windows(
-    logits: torch.Tensor, keep: np.ndarray, orig_hw: tuple[int, int], threshold: float
-) -> np.ndarray:
+def _upsample_windows(logits: torch.Tensor, keep: np.ndarray, orig_hw: tuple[int, int], threshold: float) -> np.ndarray:
     """(n, H, W) bool: logits (n, h, w) upsampled to the chip and thresholded inside each keep window only."""
     n, h, w = logits.shape
     out_h, out_w = int(orig_hw[0]), int(orig_hw[1])

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -212,7 +211,6 @@ class _Keys:
         self.g = gamma if self.g is None else self.g * gamma
         self.beta = norm.bias
         self.depth += 1
-
 
 
 class _Ctx:

@@ -196,7 +196,10 @@ class RasterioRGBReader:
     """
 
     def __init__(
-        self, cog_path: Path | str, rgb_bands: tuple[int, int, int], stretch: Sequence[Sequence[float]],
+        self,
+        cog_path: Path | str,
+        rgb_bands: tuple[int, int, int],
+        stretch: Sequence[Sequence[float]],
         cache_mb: int = 256,
     ):
         import rasterio

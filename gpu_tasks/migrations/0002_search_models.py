@@ -15,75 +15,140 @@ def _hnsw_sql(dim: int) -> tuple[str, str]:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0003_detection_model_key'),
-        ('gpu_tasks', '0001_initial'),
+        ("annotate", "0003_detection_model_key"),
+        ("gpu_tasks", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='attempts',
-            field=models.PositiveSmallIntegerField(default=0, help_text='how many times a worker started it'),
+            model_name="job",
+            name="attempts",
+            field=models.PositiveSmallIntegerField(default=0, help_text="how many times a worker started it"),
         ),
         migrations.AddField(
-            model_name='job',
-            name='cancel_requested',
+            model_name="job",
+            name="cancel_requested",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='job',
-            name='heartbeat_at',
+            model_name="job",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='kind',
-            field=models.CharField(choices=[('ingest', 'Scene ingest'), ('embed', 'Scene embedding'), ('search', 'Visual search'), ('refine', 'SAM2 refinement'), ('train', 'YOLO training'), ('predict', 'YOLO prediction'), ('export', 'Export')], max_length=16),
+            model_name="job",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("ingest", "Scene ingest"),
+                    ("embed", "Scene embedding"),
+                    ("search", "Visual search"),
+                    ("refine", "SAM2 refinement"),
+                    ("train", "YOLO training"),
+                    ("predict", "YOLO prediction"),
+                    ("export", "Export"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='ObjectEmbedding',
+            name="ObjectEmbedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('space_key', models.CharField(max_length=64)),
-                ('dim', models.PositiveIntegerField()),
-                ('vector', pgvector.django.vector.VectorField()),
-                ('geometry_digest', models.CharField(max_length=32)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('annotation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='embeddings', to='annotate.annotation')),
-                ('detection', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='embeddings', to='annotate.detection')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.project')),
-                ('scene', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.scene')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("space_key", models.CharField(max_length=64)),
+                ("dim", models.PositiveIntegerField()),
+                ("vector", pgvector.django.vector.VectorField()),
+                ("geometry_digest", models.CharField(max_length=32)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "annotation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="embeddings",
+                        to="annotate.annotation",
+                    ),
+                ),
+                (
+                    "detection",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="embeddings",
+                        to="annotate.detection",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.project"
+                    ),
+                ),
+                (
+                    "scene",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.scene"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['project', 'space_key'], name='gpu_tasks_o_project_5d7011_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('annotation__isnull', True), ('detection__isnull', True), _connector='XOR'), name='objemb_one_owner'), models.UniqueConstraint(fields=('annotation', 'space_key'), name='uniq_objemb_annotation'), models.UniqueConstraint(fields=('detection', 'space_key'), name='uniq_objemb_detection')],
+                "indexes": [models.Index(fields=["project", "space_key"], name="gpu_tasks_o_project_5d7011_idx")],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("annotation__isnull", True), ("detection__isnull", True), _connector="XOR"),
+                        name="objemb_one_owner",
+                    ),
+                    models.UniqueConstraint(fields=("annotation", "space_key"), name="uniq_objemb_annotation"),
+                    models.UniqueConstraint(fields=("detection", "space_key"), name="uniq_objemb_detection"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PatchGrid',
+            name="PatchGrid",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text='digest of model, preprocessing, scale and tiling', max_length=64)),
-                ('space_key', models.CharField(help_text='vectors with the same space key are comparable', max_length=64)),
-                ('model_id', models.CharField(max_length=255)),
-                ('path', models.CharField(help_text='the grid directory, under DATA_DIR', max_length=500)),
-                ('grid_h', models.PositiveIntegerField()),
-                ('grid_w', models.PositiveIntegerField()),
-                ('dim', models.PositiveIntegerField()),
-                ('cell_px', models.FloatField(help_text='native pixels per grid cell')),
-                ('scale', models.FloatField()),
-                ('embedder', models.JSONField(help_text='model id, revision, architecture, patch size, normalisation')),
-                ('preprocessing', models.JSONField(help_text='RGB bands and per-band stretch the tiles were read with')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='gpu_tasks.job')),
-                ('scene', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='patch_grids', to='annotate.scene')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(help_text="digest of model, preprocessing, scale and tiling", max_length=64)),
+                (
+                    "space_key",
+                    models.CharField(help_text="vectors with the same space key are comparable", max_length=64),
+                ),
+                ("model_id", models.CharField(max_length=255)),
+                ("path", models.CharField(help_text="the grid directory, under DATA_DIR", max_length=500)),
+                ("grid_h", models.PositiveIntegerField()),
+                ("grid_w", models.PositiveIntegerField()),
+                ("dim", models.PositiveIntegerField()),
+                ("cell_px", models.FloatField(help_text="native pixels per grid cell")),
+                ("scale", models.FloatField()),
+                ("embedder", models.JSONField(help_text="model id, revision, architecture, patch size, normalisation")),
+                (
+                    "preprocessing",
+                    models.JSONField(help_text="RGB bands and per-band stretch the tiles were read with"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="gpu_tasks.job",
+                    ),
+                ),
+                (
+                    "scene",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="patch_grids", to="annotate.scene"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('scene', 'key'), name='uniq_patch_grid')],
+                "constraints": [models.UniqueConstraint(fields=("scene", "key"), name="uniq_patch_grid")],
             },
         ),
-    # One index per common dimension; see gpu_tasks.models.INDEXED_DIMS.
-    *(migrations.RunSQL(*_hnsw_sql(dim)) for dim in (384, 768, 1024, 1536)),
-]
+        # One index per common dimension; see gpu_tasks.models.INDEXED_DIMS.
+        *(migrations.RunSQL(*_hnsw_sql(dim)) for dim in (384, 768, 1024, 1536)),
+    ]

@@ -41,8 +41,9 @@ def test_ground_resolution_is_true_metres_whatever_the_crs():
     assert geo.ground_resolution_m(CRS.from_epsg(4326), transform, 100, 100) == pytest.approx(30.9, rel=0.02)
 
 
-@pytest.mark.parametrize(("gsd", "lat", "zoom"), [(0.1, 0.0, 21), (0.1, 30.0, 21), (0.3, 0.0, 19), (3.0, 0.0, 16),
-                                                  (0.6, 60.0, 17)])
+@pytest.mark.parametrize(
+    ("gsd", "lat", "zoom"), [(0.1, 0.0, 21), (0.1, 30.0, 21), (0.3, 0.0, 19), (3.0, 0.0, 16), (0.6, 60.0, 17)]
+)
 def test_native_zoom_is_as_fine_as_the_scene(gsd, lat, zoom):
     z = geo.native_zoom(gsd, lat)
     assert z == zoom

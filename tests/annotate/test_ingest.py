@@ -139,8 +139,10 @@ def test_refuses_a_file_that_is_not_a_tiff(tmp_path, ingested):
 
 def test_refuses_a_vrt_disguised_as_tif(tmp_path, ingested):
     path = tmp_path / "hostile.tif"
-    path.write_text('<VRTDataset rasterXSize="10" rasterYSize="10"><VRTRasterBand band="1"><SimpleSource>'
-                    "<SourceFilename>/etc/passwd</SourceFilename></SimpleSource></VRTRasterBand></VRTDataset>")
+    path.write_text(
+        '<VRTDataset rasterXSize="10" rasterYSize="10"><VRTRasterBand band="1"><SimpleSource>'
+        "<SourceFilename>/etc/passwd</SourceFilename></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
     _fails(ingested, path, "not a GeoTIFF")
 
 
@@ -182,9 +184,20 @@ def test_refuses_a_declared_size_beyond_the_limits_without_reading_pixels(tmp_pa
     # A sparse 300,000 x 300,000 file is a few kilobytes on disk; only its header is ever read.
     path = tmp_path / "huge.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", width=300_000, height=300_000, count=1, dtype="uint8", crs="EPSG:32643",
-        transform=Affine(1, 0, 500000, 0, -1, 3100000), tiled=True, blockxsize=4096, blockysize=4096,
-        sparse_ok=True, bigtiff="YES",
+        path,
+        "w",
+        driver="GTiff",
+        width=300_000,
+        height=300_000,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32643",
+        transform=Affine(1, 0, 500000, 0, -1, 3100000),
+        tiled=True,
+        blockxsize=4096,
+        blockysize=4096,
+        sparse_ok=True,
+        bigtiff="YES",
     ):
         pass
     assert path.stat().st_size < 1_000_000

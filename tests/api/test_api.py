@@ -43,7 +43,14 @@ def test_new_project_has_the_eight_default_classes_and_creator_as_manager(api):
     assert project["my_role"] == "manager"
     classes = api.get(f"/api/projects/{project['id']}/classes/").json()
     assert [c["name"] for c in classes] == [
-        "Brick Kiln", "STP", "Solar Panel", "Sheds", "Metro Shed", "Play Ground", "Pond-1", "Pond-2"
+        "Brick Kiln",
+        "STP",
+        "Solar Panel",
+        "Sheds",
+        "Metro Shed",
+        "Play Ground",
+        "Pond-1",
+        "Pond-2",
     ]
     assert [c["index"] for c in classes] == list(range(8))
 
@@ -58,11 +65,13 @@ def test_class_indexes_are_stable_and_only_managers_edit_classes(api, project, v
     assert created.status_code == 201 and created.json()["index"] == 8
     renamed = api.patch(f"/api/classes/{created.json()['id']}/", {"name": "Roof", "index": 0}, format="json")
     assert renamed.json()["name"] == "Roof" and renamed.json()["index"] == 8
-    err = assert_error(client_for(viewer).post(f"/api/projects/{project.pk}/classes/", {"name": "X"}, format="json"),
-                       403, "forbidden")
+    err = assert_error(
+        client_for(viewer).post(f"/api/projects/{project.pk}/classes/", {"name": "X"}, format="json"), 403, "forbidden"
+    )
     assert "viewer" in err["message"]
-    assert_error(api.post(f"/api/projects/{project.pk}/classes/", {"name": "Bad", "color": "red"}, format="json"),
-                 400, "invalid")
+    assert_error(
+        api.post(f"/api/projects/{project.pk}/classes/", {"name": "Bad", "color": "red"}, format="json"), 400, "invalid"
+    )
 
 
 def test_everything_of_another_project_answers_404(ingested, other_project, outsider, api, project):
@@ -88,9 +97,14 @@ def test_everything_of_another_project_answers_404(ingested, other_project, outs
     assert api.get("/api/jobs/").json()["count"] == 0
     assert [p["name"] for p in api.get("/api/projects/").json()["results"]] == [project.name]
     # And nothing can be written into them.
-    annotation = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
-        [[-81.99, 29.68], [-81.98, 29.68], [-81.98, 29.69], [-81.99, 29.68]]]},
-        "properties": {"scene": theirs.pk, "object_class": cls.pk}}
+    annotation = {
+        "type": "Feature",
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[-81.99, 29.68], [-81.98, 29.68], [-81.98, 29.69], [-81.99, 29.68]]],
+        },
+        "properties": {"scene": theirs.pk, "object_class": cls.pk},
+    }
     assert_error(api.post("/api/annotations/", annotation, format="json"), 404)
     # The outsider sees their own scene.
     assert client_for(outsider).get(f"/api/scenes/{theirs.pk}/").status_code == 200
@@ -106,8 +120,11 @@ def test_scene_detail_has_footprint_geojson_and_tile_template(ingested, api):
 
 
 def _annotation(scene, cls, ring):
-    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {"scene": scene.pk, "object_class": cls.pk}}
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"scene": scene.pk, "object_class": cls.pk},
+    }
 
 
 def test_annotations_validate_geometry_and_filter_by_bbox(ingested, api, project, viewer):
@@ -123,8 +140,10 @@ def test_annotations_validate_geometry_and_filter_by_bbox(ingested, api, project
     err = assert_error(api.post("/api/annotations/", _annotation(scene, cls, bowtie), format="json"), 400)
     assert "invalid" in err["message"] and "self-intersection" in err["message"].lower()
     far = [[10, 10], [10.001, 10], [10.001, 10.001], [10, 10]]
-    assert "outside" in assert_error(api.post("/api/annotations/", _annotation(scene, cls, far), format="json"),
-                                     400)["message"]
+    assert (
+        "outside"
+        in assert_error(api.post("/api/annotations/", _annotation(scene, cls, far), format="json"), 400)["message"]
+    )
     # A hostile "crs" member never reaches GDAL; the geometry is read as EPSG:4326.
     hostile = _annotation(scene, cls, ring)
     hostile["geometry"]["crs"] = {"type": "name", "properties": {"name": "http://127.0.0.1:9/evil"}}
@@ -141,9 +160,15 @@ def test_detections_filter_by_class_status_source_score_and_bbox_and_paginate(in
     kiln, pond = project.classes.get(name="Brick Kiln"), project.classes.get(name="Pond-1")
     c = scene.footprint.centroid
     for i in range(30):
-        add_detection(scene, kiln if i % 2 else pond, c.x + i * 1e-5, c.y, score=i / 30,
-                      status=DetectionStatus.ACCEPTED if i < 5 else DetectionStatus.PROPOSED,
-                      source=DetectionSource.YOLO if i >= 25 else DetectionSource.SEARCH)
+        add_detection(
+            scene,
+            kiln if i % 2 else pond,
+            c.x + i * 1e-5,
+            c.y,
+            score=i / 30,
+            status=DetectionStatus.ACCEPTED if i < 5 else DetectionStatus.PROPOSED,
+            source=DetectionSource.YOLO if i >= 25 else DetectionSource.SEARCH,
+        )
     base = f"/api/detections/?scene={scene.pk}"
     page = api.get(base + "&page_size=10").json()
     assert page["type"] == "FeatureCollection" and page["count"] == 30 and len(page["features"]) == 10
@@ -174,8 +199,9 @@ def test_token_auth_for_scripts_and_csrf_for_browser_sessions(project, manager):
 
 def test_upload_creates_a_scene_and_an_ingest_job_with_progress(api, project, django_capture_on_commit_callbacks):
     with open(NEON, "rb") as fh, django_capture_on_commit_callbacks(execute=True):
-        response = api.post(f"/api/projects/{project.pk}/scenes/upload/", {"file": fh, "name": "Trees"},
-                            format="multipart")
+        response = api.post(
+            f"/api/projects/{project.pk}/scenes/upload/", {"file": fh, "name": "Trees"}, format="multipart"
+        )
     assert response.status_code == 202, response.content
     job = Job.objects.get(pk=response.json()["job"]["id"])  # eager Celery: already ran
     assert job.status == JobStatus.SUCCEEDED and job.progress == 1.0 and job.started_at and job.finished_at
@@ -208,8 +234,9 @@ def test_upload_over_the_size_limit_is_refused(api, project, settings):
 
 def test_viewers_cannot_upload(project, viewer):
     with open(NEON, "rb") as fh:
-        response = client_for(viewer).post(f"/api/projects/{project.pk}/scenes/upload/", {"file": fh},
-                                           format="multipart")
+        response = client_for(viewer).post(
+            f"/api/projects/{project.pk}/scenes/upload/", {"file": fh}, format="multipart"
+        )
     assert_error(response, 403, "forbidden")
 
 

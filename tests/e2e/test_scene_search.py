@@ -124,8 +124,13 @@ def test_a_viewer_sees_detections_but_no_write_controls(page, live_server, scene
 def add_detection(scene, planted_name, status, score):
     polygon = px_box_to_polygon(scene, BY_NAME[planted_name].box_px)
     return Detection.objects.create(
-        scene=scene, object_class=scene.project.classes.get(name="Brick Kiln"), geometry=polygon,
-        bbox=polygon.envelope, score=score, source=DetectionSource.SEARCH, status=status,
+        scene=scene,
+        object_class=scene.project.classes.get(name="Brick Kiln"),
+        geometry=polygon,
+        bbox=polygon.envelope,
+        score=score,
+        source=DetectionSource.SEARCH,
+        status=status,
     )
 
 
@@ -159,8 +164,9 @@ def test_a_failed_refine_shows_its_error_and_can_run_again(page, live_server, sc
 
 
 def test_a_waiting_job_of_the_scene_shows_on_load_and_can_be_cancelled(page, live_server, scene, manager):
-    job = Job.objects.create(kind=JobKind.SEARCH, project=scene.project, scene=scene, created_by=manager,
-                             message="Waiting for a worker")
+    job = Job.objects.create(
+        kind=JobKind.SEARCH, project=scene.project, scene=scene, created_by=manager, message="Waiting for a worker"
+    )
     open_scene(page, live_server.url, scene)
     box = page.locator("#job-box")
     page.wait_for_selector(f"#job-box[data-job-id='{job.pk}'][data-status='queued']")

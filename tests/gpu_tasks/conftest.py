@@ -31,7 +31,7 @@ def start_worker(transactional_db, settings):
     base_env = {
         **os.environ,
         "DATABASE_URL": f"postgis://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-                        f"{db['NAME']}",
+        f"{db['NAME']}",
         "CELERY_BROKER_URL": TEST_BROKER,
         "DATA_DIR": str(settings.DATA_DIR),
         "CELERY_TASK_ALWAYS_EAGER": "false",
@@ -43,11 +43,29 @@ def start_worker(transactional_db, settings):
 
     def start(queue: str = "default", **env) -> subprocess.Popen:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--pool", "solo",
-             "--hostname", f"test-{os.getpid()}-{len(procs)}@%h", "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
-            cwd=ROOT, env={**base_env, **{k: str(v) for k, v in env.items()}},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                queue,
+                "--pool",
+                "solo",
+                "--hostname",
+                f"test-{os.getpid()}-{len(procs)}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env={**base_env, **{k: str(v) for k, v in env.items()}},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         procs.append(proc)
         return proc
@@ -83,8 +101,9 @@ def tiny_dinov2_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny-dinov2"
-    config = Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                          patch_size=14, image_size=518)
+    config = Dinov2Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, patch_size=14, image_size=518
+    )
     Dinov2Model(config).eval().save_pretrained(path)
     return path
 

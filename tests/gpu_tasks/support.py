@@ -27,8 +27,14 @@ class ColourEmbedder:
 
     def __init__(self, model_id: str = "test/colour", dim: int = 4, batch_size: int = 4):
         self.spec = EmbedderSpec(
-            model_id=model_id, revision=None, arch="test-colour", patch_size=PATCH, hidden_size=dim,
-            num_register_tokens=0, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0),
+            model_id=model_id,
+            revision=None,
+            arch="test-colour",
+            patch_size=PATCH,
+            hidden_size=dim,
+            num_register_tokens=0,
+            image_mean=(0.0, 0.0, 0.0),
+            image_std=(1.0, 1.0, 1.0),
         )
         self.batch_size = batch_size
         self.calls = 0

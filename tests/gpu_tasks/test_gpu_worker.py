@@ -16,7 +16,9 @@ def test_a_killed_worker_leaves_a_stalled_job_that_reruns_cleanly(
     # 2800 px with batch 1 gives the tiny model ~60 tiles: long enough to kill the worker midway.
     scene = ingested(planted_scene(tmp_path / "big.tif", size_px=2800))
     Annotation.objects.create(
-        scene=scene, object_class=scene.project.classes.get(name="Brick Kiln"), author=manager,
+        scene=scene,
+        object_class=scene.project.classes.get(name="Brick Kiln"),
+        author=manager,
         geometry=px_box_to_polygon(scene, PLANTED[0].box_px, inset=8),
     )
     env = {"DINO_MODEL": tiny_dinov2_dir, "EMBED_BATCH_SIZE": 1, "JOB_STALE_AFTER_S": 2, "TORCH_DEVICE": "cpu"}

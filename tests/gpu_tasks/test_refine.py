@@ -17,7 +17,9 @@ def searched_scene(tmp_path, ingested, manager, settings, random_sam2_checkpoint
     runtime.unload()
     scene = ingested(planted_scene(tmp_path / "planted.tif"))
     Annotation.objects.create(
-        scene=scene, object_class=scene.project.classes.get(name="Brick Kiln"), author=manager,
+        scene=scene,
+        object_class=scene.project.classes.get(name="Brick Kiln"),
+        author=manager,
         geometry=px_box_to_polygon(scene, PLANTED[0].box_px, inset=8),
     )
     with runtime.use_embedder(ColourEmbedder()):

@@ -33,7 +33,9 @@ def cls(project, name):
 def draw_example(scene, manager, class_name, planted_name, inset=8):
     """An example polygon drawn a little inside a planted object, as a person would."""
     return Annotation.objects.create(
-        scene=scene, object_class=cls(scene.project, class_name), author=manager,
+        scene=scene,
+        object_class=cls(scene.project, class_name),
+        author=manager,
         geometry=px_box_to_polygon(scene, BY_NAME[planted_name].box_px, inset=inset),
     )
 
@@ -75,8 +77,9 @@ def test_search_finds_planted_objects_at_their_map_coordinates(scene, manager, e
     assert all(d.source == DetectionSource.SEARCH and d.job_id == job.pk and d.model_key for d in dets)
     assert all(0.5 <= d.score <= 1.0 and d.geometry.valid for d in dets)
     # The seam object's box covers its whole extent (both tiles' halves stitched into one component).
-    seam = min(dets, key=lambda d: np.hypot(*np.subtract(polygon_centre_px(scene, d.geometry),
-                                                         BY_NAME["red_seam"].centre_px)))
+    seam = min(
+        dets, key=lambda d: np.hypot(*np.subtract(polygon_centre_px(scene, d.geometry), BY_NAME["red_seam"].centre_px))
+    )
     assert seam.geometry.area >= px_box_to_polygon(scene, BY_NAME["red_seam"].box_px).area * 0.9
     assert set(job.result["timings"]) >= {"read", "forward", "similarity", "components", "total"}
 
@@ -181,12 +184,14 @@ def test_missing_model_fails_the_job_at_once_naming_the_fix(scene, manager, sett
     assert job.result["timings"]["total"] < 5
 
 
-def test_search_api_queues_a_job_and_scopes_by_project(scene, manager, outsider, embedder,
-                                                       django_capture_on_commit_callbacks):
+def test_search_api_queues_a_job_and_scopes_by_project(
+    scene, manager, outsider, embedder, django_capture_on_commit_callbacks
+):
     draw_example(scene, manager, "Brick Kiln", "red_a")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for(manager).post(f"/api/scenes/{scene.pk}/search/", {"default_threshold": 0.6},
-                                            format="json")
+        response = client_for(manager).post(
+            f"/api/scenes/{scene.pk}/search/", {"default_threshold": 0.6}, format="json"
+        )
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
     body = client_for(manager).get(f"/api/jobs/{job_id}/").json()

@@ -27,8 +27,18 @@ class Command(BaseCommand):
         parser.add_argument("--max-candidates", type=int, default=None)
         parser.add_argument("--refine", action="store_true", help="refine the new candidates with SAM2 afterwards")
 
-    def handle(self, *args, scene: int, classes: list[str], threshold: float, scale: float, negative_weight: float,
-               max_candidates: int | None, refine: bool, **options):
+    def handle(
+        self,
+        *args,
+        scene: int,
+        classes: list[str],
+        threshold: float,
+        scale: float,
+        negative_weight: float,
+        max_candidates: int | None,
+        refine: bool,
+        **options,
+    ):
         try:
             sc = Scene.objects.select_related("project").get(pk=scene)
         except Scene.DoesNotExist as exc:
@@ -40,8 +50,13 @@ class Command(BaseCommand):
                 names = ", ".join(sc.project.classes.values_list("name", flat=True))
                 raise CommandError(f"No class {name!r} in project {sc.project.name!r} (classes: {names}).")
             class_ids.append(found.pk)
-        params = {"classes": class_ids, "default_threshold": threshold, "scale": scale,
-                  "negative_weight": negative_weight, "max_candidates": max_candidates}
+        params = {
+            "classes": class_ids,
+            "default_threshold": threshold,
+            "scale": scale,
+            "negative_weight": negative_weight,
+            "max_candidates": max_candidates,
+        }
         quiet = options["verbosity"] == 0
         try:
             job = search_job_start(scene=sc, user=None, role=OPERATOR_ROLE, params=params, enqueue=False)

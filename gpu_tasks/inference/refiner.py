@@ -153,7 +153,8 @@ class Refiner:
                 chosen = low_res[torch.arange(n, device=self.device), best].unsqueeze(1)  # (n, 1, 256, 256)
             rows = torch.arange(n, device=self.device)
             tf = pred._transforms
-            if keep is not None and tf.max_hole_area == 0 and tf.max_sprinkle_area == 0:
+            windowed = keep is not None and tf.max_hole_area == 0 and tf.max_sprinkle_area == 0
+            if windowed:
                 # Only the keep windows are used: upsample those, not n full chips (the biggest per-box
                 # cost left on a CPU). Same bilinear sampling as postprocess_masks' F.interpolate.
                 masks = _upsample_windows(chosen[:, 0].float(), keep, orig_hw, pred.mask_threshold)
@@ -161,9 +162,9 @@ class Refiner:
                 up = tf.postprocess_masks(chosen, orig_hw)
                 masks = (up[:, 0] > pred.mask_threshold).cpu().numpy()
             ious = iou_pred[rows, best].float().cpu().numpy()
-        if keep is not None:
-            # Decoder windows are whole embedding pixels plus a margin: cut to exactly the keep window, on
-            # both decoder paths, so that the output does not depend on which one ran.
+        if keep is not None and not windowed:
+            # Cut to exactly the keep window (_upsample_windows writes nothing outside it), so that the output
+            # does not depend on which path ran.
             masks &= _keep_mask(keep, masks.shape[1:])
         return masks, ious
 

@@ -85,22 +85,15 @@ def _memo(cache: dict, key: str, make):
     return cache[key]
 
 
-def _softmax_last(s: torch.Tensor) -> torch.Tensor:
-    """Softmax over a short last dimension into a new contiguous tensor (torch.softmax is ~6x slower for 9 values)."""
-    e = torch.empty(s.shape, dtype=s.dtype, device=s.device)
-    torch.sub(s, s.amax(-1, keepdim=True), out=e)
-    e.exp_()
-    return e.div_(e.sum(-1, keepdim=True))
-
-
 class _Keys:
     """The image-side state of all prompts, kept factored so that linear maps of it stay cheap.
 
     After any number of layers, keys = alpha * (X * g) + A @ M + beta for every prompt: X (HW, C) the shared
     image, g (C,) the product of the layer norms' gains, alpha (N, HW, 1) the product of their row scales,
     A (N, HW, K) and M (N, K, C) the attention updates (and the layer norms' means and biases) as low-rank
-    terms, beta (C,) the last layer norm's bias. So keys @ W = alpha * (X @ gW) + A @ (M @ W) + beta @ W: the
-    big product X @ gW is per image and cached, the rest is K = heads * T + 1 or 2 columns per layer.
+    terms, beta (C,) the last layer norm's bias (A is kept transposed, (N, K, HW), as attention makes it).
+    So keys @ W = alpha * (X @ gW) + A @ (M @ W) + beta @ W: the big product X @ gW is per image and cached,
+    the rest is K = heads * T + 1 or 2 columns per layer.
     """
 
     def __init__(self, x: torch.Tensor, cache: dict) -> None:
@@ -108,7 +101,7 @@ class _Keys:
         self.cache = cache  # per image: X @ gW for every projection, keyed by name and depth
         self.depth = 0
         self.alpha: torch.Tensor | None = None
-        self.a: torch.Tensor | None = None
+        self.at: torch.Tensor | None = None
         self.m: torch.Tensor | None = None
         self.g: torch.Tensor | None = None
         self.beta: torch.Tensor | None = None
@@ -129,56 +122,68 @@ class _Keys:
             add = add if rows is None else add[rows]
         if mw is None:
             return y if add is None else y + add
-        alpha, a = self.alpha, self.a
+        alpha, at = self.alpha, self.at
         if box is not None:
-            alpha, a, mw = alpha[box], a[box], mw[box]
+            alpha, at, mw = alpha[box], at[box], mw[box]
         if rows is not None:
             pick = torch.arange(len(rows), device=xg.device)[:, None]
-            alpha, a = alpha[pick, rows], a[pick, rows]
-        return torch.baddbmm(bw if add is None else add + bw, a, mw).addcmul_(alpha, y)
+            alpha = alpha[pick, rows]
+            at = torch.gather(at, 2, rows[:, None, :].expand(-1, at.shape[1], -1))  # (B, K, P)
+        return torch.baddbmm(bw if add is None else add + bw, at.transpose(1, 2), mw).addcmul_(alpha, y)
 
     def scores(self, w, bias, pe_w, m: torch.Tensor, key: str) -> torch.Tensor:
-        """Per head ((keys + pe) @ w + bias)_h @ m_h for small per-prompt m (N, h, d, T); (N, HW, h, T)."""
-        # The contraction with m is pushed inside the factors: HW x K x h*T per prompt, not HW x C x D.
+        """Per head m_h^T @ ((keys + pe) @ w + bias)_h^T for small per-prompt m (N, h, d, T); (N, h, T, HW)."""
+        # The contraction with m is pushed inside the factors: HW x K x h*T per prompt, not HW x C x D. Pixels
+        # are the last dimension throughout, so every pass below and the softmax after it run contiguously.
         xg, mw, bw = self.prepare(w, key)
         n, h, d, t = m.shape
+        hw = xg.shape[0]
+        mt = m.permute(1, 0, 3, 2).reshape(h, n * t, d)  # heads first: one bmm for all prompts
         if mw is None:  # keys = X: pe and bias join X @ w in a single contraction
-            xpb = _memo(self.cache, f"{key}+pe", lambda: (xg + pe_w + bias).view(-1, h, d))
-            return torch.einsum("phd,nhdt->npht", xpb, m)
-        # X @ gw (scaled per row by alpha) and the per-image constant pe @ w + bias + beta @ w, contracted with m
-        # in one product: (2, HW, h, d) x (N, h, d, T).
+            xpb = _memo(self.cache, f"{key}+pe", lambda: (xg + pe_w + bias).view(hw, h, d).permute(1, 2, 0).clone())
+            return (mt @ xpb).view(h, n, t, hw).transpose(0, 1)
+        # X @ gw (scaled per pixel by alpha) and the per-image constant pe @ w + bias + beta @ w, contracted
+        # with m in one product: (h, N*T, d) x (h, d, 2 HW).
         both = _memo(
-            self.cache, f"{key}+pe@{self.depth}", lambda: torch.stack([xg, pe_w + bias + bw]).view(2, -1, h, d)
+            self.cache,
+            f"{key}+pe@{self.depth}",
+            lambda: torch.stack([xg, pe_w + bias + bw]).view(2, hw, h, d).permute(2, 3, 0, 1).reshape(h, d, 2 * hw),
         )
-        e = torch.einsum("sphd,nhdt->snpht", both, m)
-        mwm = torch.einsum("nkhd,nhdt->nkht", mw.view(n, -1, h, d), m).reshape(n, -1, h * t)
-        y = torch.bmm(self.a, mwm).view(n, -1, h, t)
-        return y.addcmul_(self.alpha.unsqueeze(-1), e[0]).add_(e[1])
+        e = (mt @ both).view(h, n, t, 2, hw).transpose(0, 1)
+        mwm = torch.einsum("nkhd,nhdt->nhtk", mw.view(n, -1, h, d), m).reshape(n, h * t, -1)
+        y = torch.bmm(mwm, self.at).view(n, h, t, hw)
+        return y.addcmul_(self.alpha.view(n, 1, 1, hw), e[..., 0, :]).add_(e[..., 1, :])
 
     def weighted_sum(self, w: torch.Tensor, bias: torch.Tensor, attn: torch.Tensor, key: str) -> torch.Tensor:
-        """Per head attn_h @ (keys @ w + bias)_h for attention weights attn (N, h, T, HW); (N, h, T, d)."""
+        """Per head attn_h @ (keys @ w + bias)_h for attention weights attn (N, h, T, HW); (N, h, T, d).
+
+        Each row of attn is a softmax over the HW pixels, so it sums to 1.
+        """
         # Left-multiplying by attn first keeps every product at T rows per head.
         xg, mw, bw = self.prepare(w, key)
         n, h, t, hw = attn.shape
         d = w.shape[1] // h
-        const = bias if bw is None else bias + bw
-        acc = attn.sum(-1, keepdim=True) * const.view(h, 1, d)
-        b = attn
-        if mw is not None:
-            full = (attn.reshape(n, h * t, hw) @ self.a) @ mw  # (N, h*T, D): every head's rows x all columns
+        acc = (bias if bw is None else bias + bw).view(h, 1, d)  # constant rows, weighted by rows summing to 1
+        # Heads first for the bmm below; the alpha pixel scale rides along in the same pass.
+        b = torch.empty((h, n, t, hw), dtype=attn.dtype, device=attn.device)
+        if mw is None:
+            b.copy_(attn.transpose(0, 1))
+        else:
+            full = (attn.reshape(n, h * t, hw) @ self.at.transpose(1, 2)) @ mw  # (N, h*T, D): all heads x columns
             acc = acc + torch.diagonal(full.view(n, h, t, h, d), dim1=1, dim2=3).permute(0, 3, 1, 2)
-            b = attn * self.alpha.view(n, 1, 1, hw)
+            torch.mul(attn.transpose(0, 1), self.alpha.view(1, n, 1, hw), out=b)
         # Prompts folded into the rows of one bmm per head: a broadcast matmul would copy X @ w per prompt.
         xgh = _memo(self.cache, f"{key}:heads@{self.depth}", lambda: xg.view(-1, h, d).transpose(0, 1).contiguous())
-        bx = b.transpose(0, 1).reshape(h, n * t, hw) @ xgh  # (h, N*T, d)
+        bx = b.view(h, n * t, hw) @ xgh  # (h, N*T, d)
         return acc + bx.view(h, n, t, d).transpose(0, 1)
 
-    def push(self, a, u: torch.Tensor, b: torch.Tensor, heads: int, norm: nn.LayerNorm, last: bool) -> None:
+    def push(self, at, u: torch.Tensor, b: torch.Tensor, heads: int, norm: nn.LayerNorm, last: bool) -> None:
         """keys <- norm(keys + a @ u + b), keeping the factors and statistics for later linear maps.
 
-        a (N, HW, heads*T) holds softmax weights, so each head's T columns sum to 1 in every row. The
+        at = a^T (N, heads*T, HW) holds softmax weights: each head's T rows sum to 1 at every pixel. The
         materialised keys are kept only when a later push (not `last`) needs them.
         """
+        a = at.transpose(1, 2)
         # Rows of a sum to `heads`, so a @ (u + b / heads) = a @ u + b: the bias costs no pass over (N, HW, C).
         u = u + b / heads
         n = a.shape[0]
@@ -199,13 +204,14 @@ class _Keys:
         self._explicit = None if last else keys
         # norm(prev + a @ u) = inv_sigma * (prev + a @ u - mu) * gamma + beta_new, with prev in factored form.
         gamma = norm.weight
+        mu_t, inv_sigma_t = mu.view(n, 1, -1), inv_sigma.view(n, 1, -1)
         cols, rows = [], []
         if self.depth:
-            cols += [self.a, torch.ones_like(mu)]
+            cols += [self.at, torch.ones_like(mu_t)]
             rows += [self.m, self.beta.expand(n, 1, -1)]
-        cols += [a.to(mu.dtype), -mu]
+        cols += [at.to(mu.dtype), -mu_t]
         rows += [u.to(mu.dtype), torch.ones_like(gamma).expand(n, 1, -1)]
-        self.a = torch.cat(cols, -1).mul_(inv_sigma)
+        self.at = torch.cat(cols, 1).mul_(inv_sigma_t)
         self.m = torch.cat(rows, 1) * gamma
         self.alpha = inv_sigma if self.alpha is None else self.alpha * inv_sigma
         self.g = gamma if self.g is None else self.g * gamma
@@ -231,8 +237,8 @@ class _Ctx:
         qh = _heads(attn.q_proj(q), h)  # (N, h, T, d)
         scale = 1.0 / math.sqrt(qh.shape[-1])
         m = (qh * scale).transpose(-1, -2)
-        s = keys.scores(wk, attn.k_proj.bias, self.pe_times(wk, f"{key}.k"), m, f"{key}.k")  # (N, HW, h, T)
-        a = torch.softmax(s.permute(0, 2, 3, 1), dim=-1)  # (N, h, T, HW)
+        s = keys.scores(wk, attn.k_proj.bias, self.pe_times(wk, f"{key}.k"), m, f"{key}.k")  # (N, h, T, HW)
+        a = torch.softmax(s, dim=-1)  # over the pixels
         out = keys.weighted_sum(wv, attn.v_proj.bias, a, f"{key}.v")
         n, _, t, d = out.shape
         return attn.out_proj(out.transpose(1, 2).reshape(n, t, h * d))
@@ -246,12 +252,13 @@ class _Ctx:
         n, _, t, d = kt.shape
         scale = 1.0 / math.sqrt(d)
         m = (kt * scale).transpose(-1, -2)
-        s = keys.scores(wq, attn.q_proj.bias, self.pe_times(wq, f"{key}.q"), m, f"{key}.q")  # (N, HW, h, T)
-        a = _softmax_last(s).view(n, -1, h * t)  # (N, HW, h*T)
+        s = keys.scores(wq, attn.q_proj.bias, self.pe_times(wq, f"{key}.q"), m, f"{key}.q")  # (N, h, T, HW)
+        # Over the tokens, per head (a fast kernel in this layout): a^T (N, h*T, HW) for the factors.
+        at = torch.softmax(s, dim=2).view(n, h * t, -1)
         # out_proj(concat_h a_h v_h) = sum_h a_h (v_h W_o,h): T rows per head instead of HW.
         wo = attn.out_proj.weight.t().reshape(h, d, -1)  # (h, d, C)
         u = (vt @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
-        keys.push(a, u, attn.out_proj.bias, h, norm, last)
+        keys.push(at, u, attn.out_proj.bias, h, norm, last)
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from annotate import geo
 from annotate.errors import DomainError
-from annotate.models import Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
+from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
 
 from .embedding import grid_open, scene_grid_ensure
 from .inference.search import SearchParams, box_iou_xyxy, find_candidates, score_grid
@@ -19,6 +19,8 @@ from .profiling import stage
 
 # A candidate overlapping a reviewed detection or an example this much is that object again: not proposed.
 KNOWN_OBJECT_IOU = 0.3
+# Examples per class measured for the typical object size (the newest ones).
+SIZE_SAMPLE = 200
 
 
 @dataclass
@@ -88,6 +90,19 @@ def _known_boxes_px(scene: Scene) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
+def _typical_object_cells(scene: Scene, classes: list[ObjectClass], cell_px: float) -> dict[int, float]:
+    """Median example area per class, in grid cells of this scene (examples of any scene of the project)."""
+    sizes = {}
+    for cls in classes:
+        areas = []
+        for geom in Annotation.objects.filter(object_class=cls).order_by("-created_at")[:SIZE_SAMPLE]:
+            x, y = np.asarray(polygon_px(scene, geom.geometry)[0], dtype=np.float64).T
+            areas.append(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))  # shoelace, px^2
+        if areas:
+            sizes[cls.pk] = float(np.median(areas)) / cell_px**2
+    return sizes
+
+
 def _box_polygon_lonlat(scene: Scene, box_px) -> Polygon:
     """An XYXY pixel box as an EPSG:4326 polygon."""
     crs, transform = geo.crs_from_text(scene.crs), geo.transform_from_gdal(scene.geotransform)
@@ -136,6 +151,8 @@ def scene_search(
         negative_weight=request.negative_weight,
         margin=request.margin,
         max_candidates=request.max_candidates,
+        # Touching objects of a class are split only where the component is larger than its examples.
+        object_cells=_typical_object_cells(scene, classes, meta.cell_px),
     )
     with stage("similarity", timings):
         best_class, best_score = score_grid(tokens, protos, params)

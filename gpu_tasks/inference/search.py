@@ -31,6 +31,13 @@ class SearchParams:
     max_candidates: int | None = None  # None = all, ranked by score (no cap that hides recall)
     nms_iou: float = 0.5  # within a class
     cross_class_iou: float = 0.7  # between classes: the lower-scored box goes
+    # Touching objects of one class form one component; it is split where its score surface has separate peaks,
+    # each rising at least split_prominence above the saddle between them. object_cells (class_id -> typical
+    # object area in grid cells, from the examples) guards this: only components larger than 1.5 objects are
+    # split, and no part smaller than a quarter of an object is cut off. Without a size, every component with
+    # prominent peaks is split into parts of at least 2 cells.
+    split_prominence: float | None = 0.05  # None: never split
+    object_cells: dict[int, float] = field(default_factory=dict)
     # Cells scored per step (~24 MB of float32 tokens at d=384): small enough for the cast, norm and matmul to
     # reuse the cache (64 MB chunks measured ~1.5x slower), large enough that the per-op thread barriers stay
     # few (4k-cell chunks were erratic on an oversubscribed 2-core machine).
@@ -248,6 +255,91 @@ def _nms_pairs(boxes: np.ndarray, order: np.ndarray, iou: float) -> np.ndarray:
     return np.asarray(kept, dtype=np.int64)
 
 
+# Components larger than this many typical objects are not split: at a threshold that low they are background
+# blobs, and the cell-by-cell pass below would cost seconds.
+SPLIT_MAX_OBJECTS = 50
+SPLIT_MAX_CELLS = 20000
+
+
+def split_component(cells_yx: np.ndarray, scores: np.ndarray, prominence: float, min_part: int) -> np.ndarray:
+    """Part index (0..k-1) of each cell of one 8-connected component, split at score saddles between peaks.
+
+    A watershed by persistence: cells join in descending score order; where two regions meet, the one whose
+    peak is less than `prominence` above the meeting score, or that has fewer than `min_part` cells, merges
+    into the other. cells_yx (n, 2) grid rows/cols, scores (n,).
+    """
+    n = len(scores)
+    order = np.argsort(-scores, kind="stable")
+    index = {(int(y), int(x)): i for i, (y, x) in enumerate(cells_yx)}
+    parent = np.full(n, -1, dtype=np.int64)  # -1: not reached yet
+    peak = scores.astype(np.float64).copy()
+    size = np.zeros(n, dtype=np.int64)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for c in order:
+        y, x = cells_yx[c]
+        roots: dict[int, float] = {}  # neighbouring regions -> their best neighbour's score
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                j = index.get((int(y) + dy, int(x) + dx))
+                if j is not None and j != c and parent[j] >= 0:
+                    r = root(j)
+                    roots[r] = max(roots.get(r, -np.inf), float(scores[j]))
+        parent[c] = c
+        size[c] = 1
+        if not roots:
+            continue
+        ranked = sorted(roots, key=lambda r: peak[r], reverse=True)
+        high = ranked[0]
+        for r in ranked[1:]:
+            if peak[r] - scores[c] < prominence or size[r] < min_part:
+                parent[r] = high
+                size[high] += size[r]
+                roots[high] = max(roots[high], roots.pop(r))
+        # The cell goes uphill: to the region of its highest neighbour (a watershed, not a tie on peaks).
+        target = root(max(roots, key=lambda r: roots[r]))
+        parent[c] = target
+        size[target] += 1
+    roots = np.array([root(i) for i in range(n)])
+    _, part = np.unique(roots, return_inverse=True)
+    return part
+
+
+def _split_labels(
+    labels: np.ndarray, n_labels: int, stats: np.ndarray, score: np.ndarray, params: SearchParams, class_id: int
+) -> tuple[np.ndarray, int]:
+    """Component labels with touching objects split apart (see SearchParams.split_prominence)."""
+    if params.split_prominence is None:
+        return labels, n_labels
+    area = stats[:, cv2.CC_STAT_AREA]
+    typical = params.object_cells.get(int(class_id))
+    min_area = 1.5 * typical if typical else 2 * max(params.min_cells, 2)
+    max_area = min(SPLIT_MAX_CELLS, SPLIT_MAX_OBJECTS * typical) if typical else SPLIT_MAX_CELLS
+    min_part = max(params.min_cells, 2, int(0.25 * typical) if typical else 0)
+    todo = np.flatnonzero((area >= min_area) & (area <= max_area))
+    todo = todo[todo > 0]
+    if not todo.size:
+        return labels, n_labels
+    labels = labels.copy()
+    for lab in todo:
+        x0, y0, w, h = (int(v) for v in stats[lab, :4])  # LEFT, TOP, WIDTH, HEIGHT
+        ys, xs = np.nonzero(labels[y0 : y0 + h, x0 : x0 + w] == lab)
+        ys, xs = ys + y0, xs + x0
+        part = split_component(np.stack([ys, xs], 1), score[ys, xs], params.split_prominence, min_part)
+        k = int(part.max()) + 1
+        if k > 1:
+            # Part 0 keeps the label; the others get new ones.
+            new = np.where(part == 0, lab, n_labels + part - 1)
+            labels[ys, xs] = new
+            n_labels += k - 1
+    return labels, n_labels
+
+
 def find_candidates(
     best_class: np.ndarray,
     best_score: np.ndarray,
@@ -267,20 +359,30 @@ def find_candidates(
         n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         if n_labels <= 1:
             continue
-        lab = labels[mask]
-        sc = best_score[mask].astype(np.float64)
-        peak = np.full(n_labels, -np.inf)
+        area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+        labels, n_split = _split_labels(labels, n_labels, stats, best_score, params, class_id)
+        ys, xs = np.nonzero(mask)
+        lab = labels[ys, xs]
+        sc = best_score[ys, xs].astype(np.float64)
+        peak = np.full(n_split, -np.inf)
         np.maximum.at(peak, lab, sc)
-        total = np.bincount(lab, weights=sc, minlength=n_labels)
-        stats = stats.astype(np.int64)
-        area = stats[:, cv2.CC_STAT_AREA]
+        total = np.bincount(lab, weights=sc, minlength=n_split)
+        if n_split != n_labels:  # boxes of the split parts: cv2's stats describe the unsplit components
+            area = np.bincount(lab, minlength=n_split)
+            x0, y0 = np.full(n_split, np.iinfo(np.int64).max), np.full(n_split, np.iinfo(np.int64).max)
+            x1, y1 = np.full(n_split, -1), np.full(n_split, -1)
+            np.minimum.at(x0, lab, xs)
+            np.minimum.at(y0, lab, ys)
+            np.maximum.at(x1, lab, xs + 1)
+            np.maximum.at(y1, lab, ys + 1)
+        else:
+            x0, y0 = stats[:, cv2.CC_STAT_LEFT].astype(np.int64), stats[:, cv2.CC_STAT_TOP].astype(np.int64)
+            x1, y1 = x0 + stats[:, cv2.CC_STAT_WIDTH], y0 + stats[:, cv2.CC_STAT_HEIGHT]
         ok = np.flatnonzero(area >= params.min_cells)
         ok = ok[ok > 0]  # label 0 is the background
         if not ok.size:
             continue
-        x, y = stats[ok, cv2.CC_STAT_LEFT], stats[ok, cv2.CC_STAT_TOP]
-        x1, y1 = x + stats[ok, cv2.CC_STAT_WIDTH], y + stats[ok, cv2.CC_STAT_HEIGHT]
-        boxes = np.minimum(np.stack([x, y, x1, y1], axis=1) * cell, limit)
+        boxes = np.minimum(np.stack([x0[ok], y0[ok], x1[ok], y1[ok]], axis=1) * cell, limit)
         keep = nms_xyxy(boxes, peak[ok], params.nms_iou)
         ok_idx = ok[keep]
         parts.append(

@@ -215,3 +215,19 @@ def test_similar_objects_ranks_the_same_kind_first(scene, manager, outsider, emb
     far = client_for(manager).get(url + "&bbox=10,10,10.001,10.001").json()
     assert far == []
     assert client_for(outsider).get(url).status_code == 404
+
+
+def test_typical_object_size_comes_from_the_examples_in_this_scenes_cells(scene, manager):
+    from gpu_tasks.visual_search import _typical_object_cells
+
+    kiln, pond = cls(scene.project, "Brick Kiln"), cls(scene.project, "Pond-1")
+    draw_example(scene, manager, "Brick Kiln", "red_a", inset=8)
+    draw_example(scene, manager, "Brick Kiln", "red_b", inset=4)
+    draw_example(scene, manager, "Brick Kiln", "red_seam", inset=8)
+    areas = []
+    for name, inset in (("red_a", 8), ("red_b", 4), ("red_seam", 8)):
+        x0, y0, x1, y1 = BY_NAME[name].box_px
+        areas.append((x1 - x0 - 2 * inset) * (y1 - y0 - 2 * inset))
+    sizes = _typical_object_cells(scene, [kiln, pond], cell_px=14.0)
+    assert set(sizes) == {kiln.pk}  # a class without examples has no size (its components are split by peaks)
+    assert sizes[kiln.pk] == pytest.approx(float(np.median(areas)) / 14.0**2, rel=0.02)

@@ -1,5 +1,6 @@
 """embed_scene + prototypes + search on a synthetic scene with a context-free colour embedder."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from gpu_tasks.inference.search import (
     SearchParams,
     _nms_greedy,
     _nms_pairs,
+    box_iou_xyxy,
     find_candidates,
     nms_xyxy,
     score_grid,
@@ -238,6 +240,56 @@ def test_find_candidates_cross_class_and_min_cells(embedded):
     best_class[-1, -1] = 1
     (edge,) = find_candidates(best_class, best_score, meta, SearchParams())
     assert edge.box_px[2:] == (meta.scene_width_px, meta.scene_height_px)
+
+
+def _bumps(shape, centres, sigma=2.5):
+    """A score surface: one Gaussian bump (peak 0.9) per centre over a 0.3 floor, plus the cells above 0.5."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    score = np.full(shape, 0.3, dtype=np.float32)
+    for cy, cx in centres:
+        score = np.maximum(score, 0.3 + 0.6 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2)))
+    best_class = np.where(score > 0.5, 1, -1).astype(np.int16)
+    return best_class, score.astype(np.float32)
+
+
+def test_touching_objects_of_one_class_are_split_at_the_saddle(embedded):
+    meta = embedded[0]
+    shape = (meta.grid_h, meta.grid_w)
+    best_class, best_score = _bumps(shape, [(10, 10), (10, 17)])  # two objects whose blobs touch
+    assert cv2.connectedComponents((best_class == 1).astype(np.uint8))[0] == 2  # one component (+ background)
+    found = find_candidates(best_class, best_score, meta, SearchParams(object_cells={1: 25.0}))
+    assert len(found) == 2
+    centres = sorted(
+        ((c.box_px[0] + c.box_px[2]) / 2 / meta.cell_px, (c.box_px[1] + c.box_px[3]) / 2 / meta.cell_px) for c in found
+    )
+    assert [x for x, _ in centres] == pytest.approx([10.5, 17.5], abs=1)  # cell centres at 10 and 17
+    assert all(abs(y - 10.5) <= 1 for _, y in centres)
+    assert all(c.score == pytest.approx(0.9, abs=1e-3) for c in found)
+    # The parts share the component's cells, none lost or counted twice; boxes do not swallow each other.
+    assert sum(c.cells for c in found) == int((best_class == 1).sum())
+    assert box_iou_xyxy(np.array(found[0].box_px), np.array([found[1].box_px]))[0] < 0.3
+    # Without a known object size prominent peaks still split; switched off, the component stays whole.
+    assert len(find_candidates(best_class, best_score, meta, SearchParams())) == 2
+    assert len(find_candidates(best_class, best_score, meta, SearchParams(split_prominence=None))) == 1
+
+
+def test_one_object_is_not_split(embedded):
+    meta = embedded[0]
+    shape = (meta.grid_h, meta.grid_w)
+    best_class, best_score = _bumps(shape, [(12, 12)], sigma=4)
+    # Texture inside the object: dips far shallower than a gap between two objects.
+    rng = np.random.default_rng(0)
+    best_score = best_score - (rng.uniform(0, 0.03, shape) * (best_class == 1)).astype(np.float32)
+    assert len(find_candidates(best_class, best_score, meta, SearchParams(object_cells={1: 60.0}))) == 1
+    # Nor two peaks of one object smaller than 1.5 typical objects, however deep the dip between them.
+    best_class, best_score = _bumps(shape, [(10, 10), (10, 15)], sigma=1.5)
+    small = int((best_class == 1).sum())
+    params = SearchParams(object_cells={1: small / 1.4})
+    assert len(find_candidates(best_class, best_score, meta, params)) == 1
+    # A flat plateau has no saddle.
+    best_class[:], best_score[:] = -1, 0
+    best_class[2:8, 2:12], best_score[2:8, 2:12] = 1, 0.8
+    assert len(find_candidates(best_class, best_score, meta, SearchParams(object_cells={1: 20.0}))) == 1
 
 
 def test_condense_prototypes():

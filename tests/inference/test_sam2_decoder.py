@@ -153,3 +153,18 @@ def test_only_best_multimask_gives_the_best_tokens_logits(sam2, stock32):
     expected = ref[0][torch.arange(32), best]
     assert (masks[:, 0] - expected).abs().max().item() < TOL
     assert (iou_pred - ref[1]).abs().max().item() < TOL
+
+
+def test_runs_under_reduced_precision_autocast_as_on_a_gpu(sam2):
+    # CUDA runs the decoder under bf16/fp16 autocast; CPU bf16 autocast applies the same casting rules here.
+    args = _args(sam2, _boxes(6, seed=3))
+    dec = sam2[0].sam_mask_decoder
+    with torch.inference_mode():
+        ref = dec.predict_masks(repeat_image=True, **args)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = decode_boxes(dec, image_cache={}, **args)
+            stock_bf16 = dec.predict_masks(repeat_image=True, **args)
+    for name, a, b, c in zip(("masks", "iou_pred", "mask_tokens", "obj_score"), ref, out, stock_bf16, strict=True):
+        ours, theirs = (a.float() - b.float()).abs().max().item(), (a.float() - c.float()).abs().max().item()
+        # No worse than SAM2's own decoder under the same autocast (bf16 keeps ~3 significant digits).
+        assert ours <= 2 * theirs + 1e-3, name

@@ -5,10 +5,11 @@
 # box: object-score, IoU and 4 mask tokens, 2 corners and SAM2's padding point), so:
 #
 # * projections of the image embedding X (and of X + pos) are shared by all prompts and computed once;
-# * after layer l the keys are LN_l(keys_{l-1} + A_l U_l + b_l), where A_l (HW x heads*T) are the image->token
-#   attention weights and U_l (heads*T x C) the per-head values already pushed through out_proj, so any later
-#   linear map keys_l @ W is rebuilt from the shared X @ W' plus rank-(heads*T) corrections per layer, with the
-#   layer-norm statistics applied per row (exact algebra, not an approximation);
+# * each image->token attention updates the keys to LN(keys + A U + b), with A (HW x heads*T) the attention
+#   weights and U (heads*T x C) the per-head values already pushed through out_proj; unrolled over the layers,
+#   keys = alpha * (X * g) + A' M + beta (per-pixel scale alpha, low-rank A' M of rank ~heads*T per layer), so
+#   any linear map of the keys is the shared X @ W' plus small per-prompt products (exact algebra, not an
+#   approximation);
 # * attention against the keys is contracted with the few prompt tokens before touching the HW rows;
 # * the output upscaling (two 2x2/stride-2 transposed convolutions, LayerNorm2d, GELU) is pointwise per
 #   embedding pixel, so it can be restricted to a window per prompt without changing the logits inside it;

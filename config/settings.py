@@ -203,7 +203,12 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"gpu_tasks.tasks.gpu_*": {"queue": "gpu"}}
+# gpu_interactive: single-object work a reviewer waits for ("refine this"), served by its own worker so that it
+# never queues behind a long search; the gpu worker consumes it too when idle.
+CELERY_TASK_ROUTES = {
+    "gpu_tasks.tasks.gpu_*": {"queue": "gpu"},
+    "gpu_tasks.tasks.interactive_*": {"queue": "gpu_interactive"},
+}
 # A job whose worker is killed is redelivered instead of lost.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -208,7 +208,9 @@ class DetectionRefineApi(APIView):
         detection = generics.get_object_or_404(annotate_selectors.detection_list(user=request.user), pk=pk)
         scene, role = _scene_and_role(request, detection.scene_id)
         with transaction.atomic():
-            job = services.refine_job_start(scene=scene, user=request.user, role=role, detection_ids=[detection.pk])
+            job = services.refine_job_start(
+                scene=scene, user=request.user, role=role, detection_ids=[detection.pk], interactive=True
+            )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

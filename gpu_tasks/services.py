@@ -194,6 +194,8 @@ def _enqueue(job: Job) -> None:
         JobKind.SEARCH: tasks.gpu_search_task,
         JobKind.REFINE: tasks.gpu_refine_task,
     }[job.kind]
+    if job.kind == JobKind.REFINE and job.params.get("interactive"):
+        task = tasks.interactive_refine_task
     transaction.on_commit(lambda: task.delay(job.pk))
 
 
@@ -320,9 +322,14 @@ def refine_job_start(
     role: str | None,
     detection_ids: list[int] | None = None,
     reverify: bool = True,
+    interactive: bool = False,
     enqueue: bool = True,
 ) -> Job:
-    """Queue SAM2 refinement of chosen detections (or all proposed ones) of a scene."""
+    """Queue SAM2 refinement of chosen detections (or all proposed ones) of a scene.
+
+    interactive: a reviewer waits for it ("refine this"): it goes to the gpu_interactive queue, whose worker
+    is never busy with a long search.
+    """
     ids = [int(i) for i in detection_ids or []]
     if ids and scene.detections.filter(pk__in=ids).count() != len(set(ids)):
         raise DomainError("Some detections are not in this scene (or were deleted); reload and retry.")
@@ -331,7 +338,7 @@ def refine_job_start(
         scene=scene,
         user=user,
         role=role,
-        params={"detection_ids": ids, "reverify": bool(reverify)},
+        params={"detection_ids": ids, "reverify": bool(reverify), "interactive": bool(interactive)},
         enqueue=enqueue,
     )
 

@@ -1,4 +1,5 @@
-"""Celery tasks: ids in, one service call. Queue routing is in settings (gpu_* tasks go to `gpu`)."""
+"""Celery tasks: ids in, one service call. Queue routing is in settings (gpu_* to `gpu`, interactive_* to
+`gpu_interactive`)."""
 
 from celery import shared_task
 from django.conf import settings
@@ -45,4 +46,10 @@ def gpu_search_task(job_id: int) -> None:
 @shared_task(**GPU_TASK)
 def gpu_refine_task(job_id: int) -> None:
     """SAM2 refinement of detections (gpu queue)."""
+    services.refine_job_run(job_id=job_id)
+
+
+@shared_task(**GPU_TASK)
+def interactive_refine_task(job_id: int) -> None:
+    """SAM2 refinement of one detection a reviewer is waiting for (gpu_interactive queue)."""
     services.refine_job_run(job_id=job_id)

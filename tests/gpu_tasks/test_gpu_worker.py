@@ -2,7 +2,7 @@
 
 import signal
 
-from annotate.models import Annotation
+from annotate.models import Annotation, Detection, DetectionSource
 from gpu_tasks.models import Job, JobStatus, PatchGrid
 from tests.conftest import client_for
 from tests.gpu_tasks.conftest import wait_for_job
@@ -52,3 +52,31 @@ def test_a_killed_worker_leaves_a_stalled_job_that_reruns_cleanly(
 
     # Retrying a finished job is refused with 409: there is nothing to redo.
     assert api.post(f"/api/jobs/{job_id}/retry/").status_code == 409
+
+
+def test_refine_this_is_served_by_the_interactive_worker_while_the_gpu_queue_is_busy(
+    start_worker, random_sam2_checkpoint, ingested, manager, tmp_path
+):
+    scene = ingested(planted_scene(tmp_path / "planted.tif"))
+    kiln = scene.project.classes.get(name="Brick Kiln")
+    Annotation.objects.create(
+        scene=scene, object_class=kiln, author=manager, geometry=px_box_to_polygon(scene, PLANTED[0].box_px, inset=8)
+    )
+    drawn = px_box_to_polygon(scene, PLANTED[1].box_px, inset=-6)
+    det = Detection.objects.create(
+        scene=scene, object_class=kiln, geometry=drawn, bbox=drawn.envelope, source=DetectionSource.MANUAL
+    )
+    # Only the interactive worker runs: a search queued on `gpu` waits, as behind a long job.
+    start_worker("gpu_interactive", SAM2_MODEL=random_sam2_checkpoint, TORCH_DEVICE="cpu")
+    api = client_for(manager)
+    search = api.post(f"/api/scenes/{scene.pk}/search/", {}, format="json")
+    assert search.status_code == 202, search.content
+    response = api.post(f"/api/detections/{det.pk}/refine/")
+    assert response.status_code == 202, response.content
+
+    job = wait_for_job(response.json()["id"], timeout_s=120)
+    assert job.status == JobStatus.SUCCEEDED, (job.error, job.message)
+    assert job.params["interactive"] is True
+    assert Job.objects.get(pk=search.json()["id"]).status == JobStatus.QUEUED
+    det.refresh_from_db()
+    assert det.version == 2 and det.geometry.valid

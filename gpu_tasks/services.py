@@ -406,6 +406,7 @@ def refine_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress 
             should_cancel=should_cancel,
             timings=timings,
         )
-        return result, f"{result['refined']} polygons, {result['kept_box']} kept their box"
+        refined, kept = result["refined"], result["kept_box"]
+        return result, f"{refined} outlined by SAM2, {kept} kept {'its' if kept == 1 else 'their'} box"
 
     return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)

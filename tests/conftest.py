@@ -98,3 +98,19 @@ def ingested(project, manager):
         return scene_ingest(scene=scene, rgb_bands=bands)
 
     return _ingest
+
+
+SAM2_TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+
+
+@pytest.fixture(scope="session")
+def random_sam2_checkpoint(tmp_path_factory):
+    """SAM2.1-tiny with random weights saved as a checkpoint file, loaded by the product's loader."""
+    import torch
+    from sam2.build_sam import build_sam2
+
+    torch.manual_seed(0)
+    model = build_sam2(SAM2_TINY_CONFIG, ckpt_path=None, device="cpu")
+    path = tmp_path_factory.mktemp("models") / "sam2.1_hiera_tiny_random.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return f"{SAM2_TINY_CONFIG}::{path}"

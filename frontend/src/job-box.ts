@@ -10,6 +10,13 @@ const KIND_LABELS: Record<string, string> = {
 };
 const POLL_MS = 1000;
 
+/** What the box calls a job: a refine of one chosen detection says so. */
+function jobLabel(job: Job): string {
+  const ids = job.params?.detection_ids;
+  if (job.kind === "refine" && Array.isArray(ids) && ids.length === 1) return "Refine one detection (SAM2)";
+  return KIND_LABELS[job.kind] ?? job.kind;
+}
+
 export function isActive(job: Job): boolean {
   return !FINISHED_JOB_STATUSES.includes(job.status);
 }
@@ -114,7 +121,7 @@ export class JobBox {
     this.root.className = `job-box job-${status}`;
 
     const head = el("div", "job-head");
-    const title = el("strong", "", KIND_LABELS[job.kind] ?? job.kind);
+    const title = el("strong", "", jobLabel(job));
     if ((job.attempts ?? 0) > 1) title.append(el("span", "job-attempt", ` · attempt ${job.attempts}`));
     head.append(title, el("span", `badge badge-${status}`, status));
 

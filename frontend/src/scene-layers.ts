@@ -11,6 +11,7 @@ const geojson = new GeoJSON({ dataProjection: "EPSG:4326", featureProjection: "E
 const REJECTED_GREY = "#9aa0aa";
 const HALO_COLOUR = "rgba(15, 18, 28, 0.55)";
 const HALO = new Stroke({ color: HALO_COLOUR, width: 4.5 });
+const SELECTED_HALO = "rgba(255, 214, 10, 0.95)";
 
 /** API features (EPSG:4326) as OpenLayers features in the map's EPSG:3857. */
 export function readFeatures<P>(page: FeaturePage<P> | ApiFeature<P>[]): Feature[] {
@@ -94,7 +95,8 @@ export class SceneLayers {
     if (!this.isShown(feature)) return undefined;
     const status = String(feature.get("status") ?? "proposed");
     const colour = status === "rejected" ? REJECTED_GREY : this.colourOf(Number(feature.get("object_class")));
-    const key = `det|${status}|${colour}`;
+    const selected = Boolean(feature.get("selected"));
+    const key = `det|${status}|${colour}|${selected}`;
     let styles = this.styleCache.get(key);
     if (!styles) {
       const line =
@@ -107,6 +109,13 @@ export class SceneLayers {
         new Style({ stroke: new Stroke({ color: under, width: status === "rejected" ? 3.5 : 4.5 }) }),
         new Style({ stroke: line, fill: new Fill({ color: "rgba(0, 0, 0, 0.001)" }) }),
       ];
+      // The selected detection: a bright wide halo under its own outline, and a light fill.
+      if (selected) {
+        styles = [
+          new Style({ stroke: new Stroke({ color: SELECTED_HALO, width: 8 }), fill: new Fill({ color: withAlpha(colour, 0.18) }) }),
+          ...styles,
+        ];
+      }
       this.styleCache.set(key, styles);
     }
     return styles;

@@ -55,6 +55,9 @@ class SearchPanel {
   private readonly searchScope = byId("search-scope");
   private readonly searchButton = byId<HTMLButtonElement>("search-button");
   private readonly refineButton = byId<HTMLButtonElement>("refine-button");
+  private readonly card = byId("detection-card");
+  private selected: Feature | null = null;
+  private jobRunning = false;
   private noticeTimer: number | null = null;
 
   constructor(private map: OlMap, private scene: Scene, private panel: HTMLElement) {
@@ -302,8 +305,11 @@ class SearchPanel {
         `/api/detections/?scene=${this.scene.id}&page_size=${DETECTION_PAGE_SIZE}`,
       );
       this.detectionsTotal = page.count;
+      const selectedId = this.selected?.getId();
       this.layers.detections.clear();
       this.layers.detections.addFeatures(readFeatures(page));
+      // Keep the selection across a reload (a refined detection comes back with its new outline).
+      this.select(selectedId === undefined ? null : (this.layers.detections.getFeatureById(selectedId) as Feature | null));
       this.panel.dataset.detectionsLoaded = String(Number(this.panel.dataset.detectionsLoaded ?? 0) + 1);
       this.updateCounts();
     } catch (e) {
@@ -357,8 +363,11 @@ class SearchPanel {
   }
 
   private setJobRunning(running: boolean): void {
+    this.jobRunning = running;
     if (this.searchButton) this.searchButton.disabled = running;
     if (this.refineButton) this.refineButton.disabled = running;
+    const refineOne = this.card?.querySelector<HTMLButtonElement>(".card-refine");
+    if (refineOne) refineOne.disabled = running;
     this.panel.dataset.jobRunning = running ? "1" : "0";
   }
 
@@ -366,13 +375,84 @@ class SearchPanel {
     if (job.status === "succeeded" && (job.kind === "search" || job.kind === "refine")) await this.loadDetections();
   }
 
+  // ------------------------------------------------------------------ one selected detection
+  private pick(pixel: number[]): void {
+    const hit = this.map.forEachFeatureAtPixel(pixel, (f) => f as Feature, {
+      layerFilter: (layer) => layer === this.layers.detectionLayer,
+      hitTolerance: 4,
+    });
+    this.select(hit ?? null);
+  }
+
+  private select(feature: Feature | null): void {
+    if (this.selected && this.selected !== feature) this.selected.set("selected", false);
+    this.selected = feature;
+    feature?.set("selected", true);
+    this.renderCard();
+  }
+
+  /** The selected detection's facts, and "Refine this" for those who may run jobs. */
+  private renderCard(): void {
+    if (!this.card) return;
+    const f = this.selected;
+    this.card.hidden = !f;
+    if (!f) {
+      this.card.replaceChildren();
+      delete this.panel.dataset.selected;
+      return;
+    }
+    this.panel.dataset.selected = String(f.getId());
+    const head = el("div", "card-head");
+    const swatch = el("span", "swatch");
+    swatch.style.background = this.layers.colourOf(Number(f.get("object_class")));
+    const close = el("button", "card-close", "×");
+    close.type = "button";
+    close.title = "Close (Esc)";
+    close.setAttribute("aria-label", "Close");
+    close.addEventListener("click", () => this.select(null));
+    head.append(swatch, el("span", "", String(f.get("class_name") ?? "")), close);
+    const facts = [
+      `score ${Number(f.get("score") ?? 0).toFixed(2)}`,
+      String(f.get("status") ?? ""),
+      `from ${String(f.get("source") ?? "")}`,
+      `version ${String(f.get("version") ?? "")}`,
+    ];
+    this.card.replaceChildren(head, el("div", "card-facts", facts.join(" · ")));
+    if (this.canRunJobs) {
+      const refine = el("button", "btn btn-small card-refine", "Refine this (SAM2)");
+      refine.type = "button";
+      refine.disabled = this.jobRunning;
+      refine.title = "Outline this detection with SAM2; it replaces the box unless a reviewer edits it meanwhile";
+      refine.addEventListener("click", () => void this.refineSelected());
+      this.card.append(refine);
+    }
+  }
+
+  private async refineSelected(): Promise<void> {
+    const id = this.selected?.getId();
+    if (id === undefined) return;
+    this.clearError();
+    this.setJobRunning(true);
+    try {
+      this.jobBox.follow(await postJson<Job>(`/api/detections/${id}/refine/`, {}));
+    } catch (e) {
+      this.setJobRunning(false);
+      this.showError(`Refinement could not start: ${errorText(e)}`);
+    }
+  }
+
   // ------------------------------------------------------------------ controls and messages
   private wireControls(): void {
+    this.map.on("singleclick", (e) => {
+      if (!this.draw) this.pick(e.pixel);
+    });
     this.drawToggle?.addEventListener("click", () => (this.draw ? this.stopDrawing() : this.startDrawing()));
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && this.draw) {
         e.preventDefault();
         this.stopDrawing();
+      } else if (e.key === "Escape" && this.selected) {
+        this.select(null);
       }
     });
     this.scoreFilter.addEventListener("input", () => {

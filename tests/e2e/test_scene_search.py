@@ -178,3 +178,40 @@ def test_a_waiting_job_of_the_scene_shows_on_load_and_can_be_cancelled(page, liv
     assert "Cancelled" in box.inner_text()
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
+
+
+def test_click_a_detection_and_refine_it_alone(page, live_server, scene, settings, random_sam2_checkpoint):
+    settings.SAM2_MODEL = random_sam2_checkpoint  # the live server thread shares these settings
+    runtime.unload()
+    target = add_detection(scene, "red_b", DetectionStatus.PROPOSED, 0.9)
+    other = add_detection(scene, "red_seam", DetectionStatus.PROPOSED, 0.8)
+    open_scene(page, live_server.url, scene)
+    panel = page.locator("#search-panel")
+    assert panel.get_attribute("data-detections") == "2"
+
+    # A click inside the detection selects it: its facts and "Refine this" appear.
+    ring = planted_ring_3857(scene, "red_b", inset=0)
+    cx, cy = (sum(c[i] for c in ring) / len(ring) for i in (0, 1))
+    ((x, y),) = page_points(page, [[cx, cy]])
+    page.mouse.click(x, y)
+    card = page.locator("#detection-card")
+    card.wait_for(state="visible")
+    assert panel.get_attribute("data-selected") == str(target.pk)
+    assert "Brick Kiln" in card.inner_text() and "score 0.90" in card.inner_text() and "version 1" in card.inner_text()
+
+    with page.expect_response(f"**/api/detections/{target.pk}/refine/") as started:
+        card.get_by_role("button", name="Refine this (SAM2)").click()
+    assert started.value.status == 202
+    page.wait_for_selector("#job-box[data-status='succeeded']", timeout=60_000)
+    assert "Refine one detection" in page.locator("#job-box").inner_text()
+    # Only the chosen detection changed; the reloaded map keeps it selected with its new version.
+    target.refresh_from_db()
+    other.refresh_from_db()
+    assert target.version == 2 and other.version == 1
+    page.wait_for_function("document.getElementById('detection-card').innerText.includes('version 2')")
+    page.screenshot(path=str(ARTIFACTS / "scene-refine-one.png"))
+    page.keyboard.press("Escape")
+    card.wait_for(state="hidden")
+    assert panel.get_attribute("data-selected") is None
+    assert page.console_errors == []
+    runtime.unload()

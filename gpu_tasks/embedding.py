@@ -140,6 +140,17 @@ def scene_grid_ensure(
     return grid
 
 
+def grid_summary(grid: PatchGrid) -> dict:
+    """What a job's result says about the grid it used."""
+    return {
+        "id": grid.pk,
+        "shape": [grid.grid_h, grid.grid_w, grid.dim],
+        "model": grid.model_id,
+        "space_key": grid.space_key,
+        "scale": grid.scale,
+    }
+
+
 def grid_open(grid: PatchGrid) -> tuple[GridMeta, np.memmap]:
     """The grid's metadata and read-only float16 token memmap (grid_h, grid_w, dim)."""
     return open_grid(storage.absolute(grid.path))

@@ -16,7 +16,7 @@ from annotate.models import Scene, SceneStatus
 from annotate.permissions import Action, require
 from annotate.services import scene_ingest
 
-from .embedding import scene_grid_ensure, scene_grids_delete
+from .embedding import grid_summary, scene_grid_ensure, scene_grids_delete
 from .inference.errors import Cancelled, IncompatibleEmbeddings, ModelUnavailable
 from .models import Job, JobKind, JobStatus
 from .profiling import job_profiling, trace_path
@@ -360,15 +360,7 @@ def embed_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress |
             should_cancel=should_cancel,
             timings=timings,
         )
-        result = {
-            "grid": {
-                "id": grid.pk,
-                "shape": [grid.grid_h, grid.grid_w, grid.dim],
-                "model": grid.model_id,
-                "space_key": grid.space_key,
-                "scale": grid.scale,
-            }
-        }
+        result = {"grid": grid_summary(grid)}
         return result, f"Embedded: {grid.grid_h} x {grid.grid_w} patches of {grid.dim} values ({grid.model_id})"
 
     return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)

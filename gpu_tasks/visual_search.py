@@ -11,7 +11,7 @@ from annotate import geo
 from annotate.errors import DomainError
 from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
 
-from .embedding import grid_open, scene_grid_ensure
+from .embedding import grid_open, grid_summary, scene_grid_ensure
 from .inference.search import SearchParams, box_iou_xyxy, find_candidates, score_grid
 from .models import Job
 from .object_index import class_prototypes, object_vectors_sync, polygon_px
@@ -198,11 +198,5 @@ def scene_search(
         "skipped_known": len(candidates) - len(fresh),
         "per_class": per_class,
         "examples": {by_id[k].name: v for k, v in counts.items()},
-        "grid": {
-            "id": grid.pk,
-            "shape": [grid.grid_h, grid.grid_w, grid.dim],
-            "model": grid.model_id,
-            "space_key": grid.space_key,
-            "scale": grid.scale,
-        },
+        "grid": grid_summary(grid),
     }

@@ -31,11 +31,11 @@ class SearchParams:
     max_candidates: int | None = None  # None = all, ranked by score (no cap that hides recall)
     nms_iou: float = 0.5  # within a class
     cross_class_iou: float = 0.7  # between classes: the lower-scored box goes
-    # Touching objects of one class form one component; it is split where its score surface has separate peaks,
-    # each rising at least split_prominence above the saddle between them. object_cells (class_id -> typical
-    # object area in grid cells, from the examples) guards this: only components larger than 1.5 objects are
-    # split, and no part smaller than a quarter of an object is cut off. Without a size, every component with
-    # prominent peaks is split into parts of at least 2 cells.
+    # Touching objects of one class form one component; it is split where its (3 x 3 smoothed) score surface
+    # has separate peaks, each rising at least split_prominence above the saddle between them. object_cells
+    # (class_id -> typical object area in grid cells, from the examples) guards this: only components larger
+    # than 1.5 objects are split, and no part smaller than a quarter of an object is cut off. A class without
+    # a known size is never split.
     split_prominence: float | None = 0.05  # None: never split
     object_cells: dict[int, float] = field(default_factory=dict)
     # Cells scored per step (~24 MB of float32 tokens at d=384): small enough for the cast, norm and matmul to
@@ -259,21 +259,28 @@ def _nms_pairs(boxes: np.ndarray, order: np.ndarray, iou: float) -> np.ndarray:
 # blobs, and the cell-by-cell pass below would cost seconds.
 SPLIT_MAX_OBJECTS = 50
 SPLIT_MAX_CELLS = 20000
+_NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
-def split_component(cells_yx: np.ndarray, scores: np.ndarray, prominence: float, min_part: int) -> np.ndarray:
-    """Part index (0..k-1) of each cell of one 8-connected component, split at score saddles between peaks.
+def split_component(inside: np.ndarray, score: np.ndarray, prominence: float, min_part: int) -> np.ndarray:
+    """Part labels (-1 outside, 0..k-1 inside) of one 8-connected component, split at saddles between peaks.
 
     A watershed by persistence: cells join in descending score order; where two regions meet, the one whose
     peak is less than `prominence` above the meeting score, or that has fewer than `min_part` cells, merges
-    into the other. cells_yx (n, 2) grid rows/cols, scores (n,).
+    into the other; a cell between regions that stay apart goes uphill, to its highest neighbour's region.
+    inside (h, w) bool and score (h, w) cover the component's bounding box.
     """
-    n = len(scores)
-    order = np.argsort(-scores, kind="stable")
-    index = {(int(y), int(x)): i for i, (y, x) in enumerate(cells_yx)}
-    parent = np.full(n, -1, dtype=np.int64)  # -1: not reached yet
-    peak = scores.astype(np.float64).copy()
-    size = np.zeros(n, dtype=np.int64)
+    h, w = inside.shape
+    index = np.full((h + 2, w + 2), -1, dtype=np.int64)  # cell index per position, -1 outside (padded)
+    ys, xs = np.nonzero(inside)
+    n = len(ys)
+    index[ys + 1, xs + 1] = np.arange(n)
+    # (n, 8) neighbour indices, built at once so that the sequential pass below only follows integers.
+    neighbours = np.stack([index[ys + 1 + dy, xs + 1 + dx] for dy, dx in _NEIGHBOURS], axis=1).tolist()
+    values = score[ys, xs].astype(np.float64)
+    vals = values.tolist()
+    parent = [-1] * n  # -1: not reached yet
+    size = [0] * n
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -281,61 +288,75 @@ def split_component(cells_yx: np.ndarray, scores: np.ndarray, prominence: float,
             i = parent[i]
         return i
 
-    for c in order:
-        y, x = cells_yx[c]
-        roots: dict[int, float] = {}  # neighbouring regions -> their best neighbour's score
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                j = index.get((int(y) + dy, int(x) + dx))
-                if j is not None and j != c and parent[j] >= 0:
-                    r = root(j)
-                    roots[r] = max(roots.get(r, -np.inf), float(scores[j]))
-        parent[c] = c
-        size[c] = 1
-        if not roots:
+    for c in np.argsort(-values, kind="stable").tolist():
+        best: dict[int, float] = {}  # neighbouring regions -> their highest neighbour's score
+        for j in neighbours[c]:
+            if j >= 0 and parent[j] >= 0:
+                r = root(j)
+                if vals[j] > best.get(r, -np.inf):
+                    best[r] = vals[j]
+        parent[c], size[c] = c, 1
+        if not best:
             continue
-        ranked = sorted(roots, key=lambda r: peak[r], reverse=True)
+        ranked = sorted(best, key=lambda r: vals[r], reverse=True)  # a root is its region's peak cell
         high = ranked[0]
         for r in ranked[1:]:
-            if peak[r] - scores[c] < prominence or size[r] < min_part:
+            if vals[r] - vals[c] < prominence or size[r] < min_part:
                 parent[r] = high
                 size[high] += size[r]
-                roots[high] = max(roots[high], roots.pop(r))
-        # The cell goes uphill: to the region of its highest neighbour (a watershed, not a tie on peaks).
-        target = root(max(roots, key=lambda r: roots[r]))
+                best[high] = max(best[high], best.pop(r))
+        target = root(max(best, key=best.__getitem__))
         parent[c] = target
         size[target] += 1
-    roots = np.array([root(i) for i in range(n)])
-    _, part = np.unique(roots, return_inverse=True)
+    part = np.full((h, w), -1, dtype=np.int64)
+    _, part[ys, xs] = np.unique([root(i) for i in range(n)], return_inverse=True)
     return part
+
+
+def _smoothed(inside: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Mean of each cell's 3 x 3 neighbourhood within the component: one noisy patch makes no peak."""
+    weight = cv2.boxFilter(inside.astype(np.float32), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    total = cv2.boxFilter(
+        np.where(inside, score, 0).astype(np.float32), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT
+    )
+    return np.where(inside, total / np.maximum(weight, 1), -np.inf)
+
+
+def _has_two_peaks(inside: np.ndarray, smooth: np.ndarray) -> bool:
+    """Whether the component has two separate local maxima (a cheap test before the sequential pass)."""
+    peaks = inside & (smooth >= cv2.dilate(smooth, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT))
+    if peaks.sum() < 2:
+        return False
+    return cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)[0] > 2  # background + 2 plateaus
 
 
 def _split_labels(
     labels: np.ndarray, n_labels: int, stats: np.ndarray, score: np.ndarray, params: SearchParams, class_id: int
 ) -> tuple[np.ndarray, int]:
     """Component labels with touching objects split apart (see SearchParams.split_prominence)."""
-    if params.split_prominence is None:
+    typical = params.object_cells.get(int(class_id))
+    if params.split_prominence is None or not typical:
         return labels, n_labels
     area = stats[:, cv2.CC_STAT_AREA]
-    typical = params.object_cells.get(int(class_id))
-    min_area = 1.5 * typical if typical else 2 * max(params.min_cells, 2)
-    max_area = min(SPLIT_MAX_CELLS, SPLIT_MAX_OBJECTS * typical) if typical else SPLIT_MAX_CELLS
-    min_part = max(params.min_cells, 2, int(0.25 * typical) if typical else 0)
-    todo = np.flatnonzero((area >= min_area) & (area <= max_area))
+    todo = np.flatnonzero((area >= 1.5 * typical) & (area <= min(SPLIT_MAX_CELLS, SPLIT_MAX_OBJECTS * typical)))
     todo = todo[todo > 0]
-    if not todo.size:
-        return labels, n_labels
-    labels = labels.copy()
+    min_part = max(params.min_cells, 2, int(0.25 * typical))
+    copied = False
     for lab in todo:
         x0, y0, w, h = (int(v) for v in stats[lab, :4])  # LEFT, TOP, WIDTH, HEIGHT
-        ys, xs = np.nonzero(labels[y0 : y0 + h, x0 : x0 + w] == lab)
-        ys, xs = ys + y0, xs + x0
-        part = split_component(np.stack([ys, xs], 1), score[ys, xs], params.split_prominence, min_part)
+        box = (slice(y0, y0 + h), slice(x0, x0 + w))
+        inside = labels[box] == lab
+        smooth = _smoothed(inside, score[box])
+        if not _has_two_peaks(inside, smooth):
+            continue
+        part = split_component(inside, smooth, params.split_prominence, min_part)
         k = int(part.max()) + 1
         if k > 1:
+            if not copied:
+                labels, copied = labels.copy(), True
             # Part 0 keeps the label; the others get new ones.
-            new = np.where(part == 0, lab, n_labels + part - 1)
-            labels[ys, xs] = new
+            sub = labels[box]
+            sub[part > 0] = n_labels + part[part > 0] - 1
             n_labels += k - 1
     return labels, n_labels
 

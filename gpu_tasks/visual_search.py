@@ -90,16 +90,25 @@ def _known_boxes_px(scene: Scene) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
+def _area_px(rings: list) -> float:
+    """Area in px^2 of a polygon's rings (exterior first, holes after), by the shoelace formula."""
+    areas = []
+    for ring in rings:
+        x, y = np.asarray(ring, dtype=np.float64).T
+        areas.append(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    return areas[0] - sum(areas[1:])
+
+
 def _typical_object_cells(scene: Scene, classes: list[ObjectClass], cell_px: float) -> dict[int, float]:
-    """Median example area per class, in grid cells of this scene (examples of any scene of the project)."""
+    """Median area per class of its examples and accepted detections (any scene of the project), in grid cells."""
     sizes = {}
     for cls in classes:
-        areas = []
-        for geom in Annotation.objects.filter(object_class=cls).order_by("-created_at")[:SIZE_SAMPLE]:
-            x, y = np.asarray(polygon_px(scene, geom.geometry)[0], dtype=np.float64).T
-            areas.append(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))  # shoelace, px^2
-        if areas:
-            sizes[cls.pk] = float(np.median(areas)) / cell_px**2
+        geoms = [a.geometry for a in Annotation.objects.filter(object_class=cls).order_by("-created_at")[:SIZE_SAMPLE]]
+        if len(geoms) < SIZE_SAMPLE:
+            accepted = Detection.objects.filter(object_class=cls, status=DetectionStatus.ACCEPTED)
+            geoms += [d.geometry for d in accepted.order_by("-created_at")[: SIZE_SAMPLE - len(geoms)]]
+        if geoms:
+            sizes[cls.pk] = float(np.median([_area_px(polygon_px(scene, g)) for g in geoms])) / cell_px**2
     return sizes
 
 

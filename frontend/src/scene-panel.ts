@@ -9,6 +9,7 @@ import {
   DetectionProps,
   errorText,
   FeaturePage,
+  FINISHED_JOB_STATUSES,
   getJson,
   Job,
   ObjectClass,
@@ -57,7 +58,8 @@ class SearchPanel {
   private readonly refineButton = byId<HTMLButtonElement>("refine-button");
   private readonly card = byId("detection-card");
   private selected: Feature | null = null;
-  private jobRunning = false;
+  /** "Refine this" jobs by detection id: what the card says about them (they run beside the job box's job). */
+  private readonly refineStatus = new Map<string, { running: boolean; text: string; failed: boolean }>();
   private noticeTimer: number | null = null;
 
   constructor(private map: OlMap, private scene: Scene, private panel: HTMLElement) {
@@ -363,11 +365,8 @@ class SearchPanel {
   }
 
   private setJobRunning(running: boolean): void {
-    this.jobRunning = running;
     if (this.searchButton) this.searchButton.disabled = running;
     if (this.refineButton) this.refineButton.disabled = running;
-    const refineOne = this.card?.querySelector<HTMLButtonElement>(".card-refine");
-    if (refineOne) refineOne.disabled = running;
     this.panel.dataset.jobRunning = running ? "1" : "0";
   }
 
@@ -411,33 +410,59 @@ class SearchPanel {
     close.setAttribute("aria-label", "Close");
     close.addEventListener("click", () => this.select(null));
     head.append(swatch, el("span", "", String(f.get("class_name") ?? "")), close);
+    const score = f.get("score");
     const facts = [
-      `score ${Number(f.get("score") ?? 0).toFixed(2)}`,
+      score === null || score === undefined ? "no score" : `score ${Number(score).toFixed(2)}`,
       String(f.get("status") ?? ""),
       `from ${String(f.get("source") ?? "")}`,
       `version ${String(f.get("version") ?? "")}`,
     ];
     this.card.replaceChildren(head, el("div", "card-facts", facts.join(" · ")));
     if (this.canRunJobs) {
+      const status = this.refineStatus.get(String(f.getId()));
       const refine = el("button", "btn btn-small card-refine", "Refine this (SAM2)");
       refine.type = "button";
-      refine.disabled = this.jobRunning;
+      refine.disabled = Boolean(status?.running);
       refine.title = "Outline this detection with SAM2; it replaces the box unless a reviewer edits it meanwhile";
       refine.addEventListener("click", () => void this.refineSelected());
       this.card.append(refine);
+      if (status) this.card.append(el("p", status.failed ? "card-status error small" : "card-status small", status.text));
     }
   }
 
+  /** Refine the selected detection alone: its own queue and worker, so it never waits for a search. */
   private async refineSelected(): Promise<void> {
     const id = this.selected?.getId();
     if (id === undefined) return;
-    this.clearError();
-    this.setJobRunning(true);
+    const key = String(id);
+    const say = (text: string, running: boolean, failed = false) => {
+      this.refineStatus.set(key, { running, text, failed });
+      if (String(this.selected?.getId()) === key) this.renderCard();
+    };
+    say("Refining with SAM2…", true);
     try {
-      this.jobBox.follow(await postJson<Job>(`/api/detections/${id}/refine/`, {}));
+      let job = await postJson<Job>(`/api/detections/${id}/refine/`, {});
+      while (!FINISHED_JOB_STATUSES.includes(job.status)) {
+        await new Promise((resolve) => window.setTimeout(resolve, 1000));
+        job = await getJson<Job>(`/api/jobs/${job.id}/`);
+        if (job.stalled) {
+          say("The worker running this refinement stopped reporting; click Refine this again.", false, true);
+          return;
+        }
+      }
+      if (job.status === "succeeded") {
+        const r = job.result ?? {};
+        let text = job.message;
+        if (Number(r.refined)) text = "Outlined by SAM2.";
+        else if (Number(r.skipped_stale)) text = "Not changed: a reviewer edited it meanwhile.";
+        else if (Number(r.kept_box)) text = "SAM2 found no outline; the box stays.";
+        say(text, false);
+        await this.loadDetections();
+      } else {
+        say(job.error || job.message || `The refinement ${job.status}.`, false, true);
+      }
     } catch (e) {
-      this.setJobRunning(false);
-      this.showError(`Refinement could not start: ${errorText(e)}`);
+      say(`Refinement could not start: ${errorText(e)}`, false, true);
     }
   }
 
@@ -459,6 +484,7 @@ class SearchPanel {
       const value = Number(this.scoreFilter.value);
       this.scoreFilterValue.value = value.toFixed(2);
       this.layers.setMinScore(value);
+      if (this.selected && !this.layers.isShown(this.selected)) this.select(null); // hidden: not selectable
       this.updateCounts();
     });
     this.threshold?.addEventListener("input", () => {

@@ -76,10 +76,11 @@ class Refiner:
         """Compute the image embedding of an (H, W, 3) uint8 chip (resized to 1024 inside SAM2)."""
         if chip_rgb.ndim != 3 or chip_rgb.shape[2] != 3 or chip_rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 chip, got {chip_rgb.shape} {chip_rgb.dtype}")
+        # Forget the previous image first: if set_image fails, predict says so rather than using stale state.
+        self._chip_hw, self._image_cache = None, {}
         with autocast(self.device), nvtx_range("sam2_set_image", self.nvtx):
             self.predictor.set_image(chip_rgb)
         self._chip_hw = (int(chip_rgb.shape[0]), int(chip_rgb.shape[1]))
-        self._image_cache = {}
 
     @torch.inference_mode()
     def predict(
@@ -136,8 +137,10 @@ class Refiner:
                 high_res_features=high_res,
             )
             # The fast decoder pays ~4 GFLOP of per-image work once per image (kept in _image_cache across
-            # calls) and saves ~2-3 GFLOP per box (SAM2.1 tiny): a lone box is cheaper on the stock path.
-            if self.fast_decoder_unsupported is None and n >= FAST_DECODER_MIN_BOXES:
+            # calls) and saves ~2-3 GFLOP per box (SAM2.1 tiny): a lone box on a new image is cheaper on the stock
+            # path, any box once the image's work is cached is not.
+            fast = n >= FAST_DECODER_MIN_BOXES or bool(self._image_cache)
+            if self.fast_decoder_unsupported is None and fast:
                 dec = model.sam_mask_decoder
                 h, w = args["image_embeddings"].shape[-2:]
                 windows = None if keep is None else _embedding_windows(keep, orig_hw, (h, w), self.device)

@@ -259,15 +259,18 @@ def _nms_pairs(boxes: np.ndarray, order: np.ndarray, iou: float) -> np.ndarray:
 # blobs, and the cell-by-cell pass below would cost seconds.
 SPLIT_MAX_OBJECTS = 50
 SPLIT_MAX_CELLS = 20000
+# Cells passed through the sequential pass per class and search (~2 us each): a bound on the worst case.
+SPLIT_BUDGET_CELLS = 200_000
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
 def split_component(inside: np.ndarray, score: np.ndarray, prominence: float, min_part: int) -> np.ndarray:
     """Part labels (-1 outside, 0..k-1 inside) of one 8-connected component, split at saddles between peaks.
 
-    A watershed by persistence: cells join in descending score order; where two regions meet, the one whose
-    peak is less than `prominence` above the meeting score, or that has fewer than `min_part` cells, merges
-    into the other; a cell between regions that stay apart goes uphill, to its highest neighbour's region.
+    A watershed by persistence: cells join in descending score order; where two regions meet, the lower-peaked
+    one merges into the other when its peak is less than `prominence` above the meeting score, or when either
+    has fewer than `min_part` cells (no part that small is ever cut off); a cell between regions that stay
+    apart goes uphill, to its highest neighbour's region.
     inside (h, w) bool and score (h, w) cover the component's bounding box.
     """
     h, w = inside.shape
@@ -301,7 +304,7 @@ def split_component(inside: np.ndarray, score: np.ndarray, prominence: float, mi
         ranked = sorted(best, key=lambda r: vals[r], reverse=True)  # a root is its region's peak cell
         high = ranked[0]
         for r in ranked[1:]:
-            if vals[r] - vals[c] < prominence or size[r] < min_part:
+            if vals[r] - vals[c] < prominence or size[r] < min_part or size[high] < min_part:
                 parent[r] = high
                 size[high] += size[r]
                 best[high] = max(best[high], best.pop(r))
@@ -342,6 +345,7 @@ def _split_labels(
     todo = todo[todo > 0]
     min_part = max(params.min_cells, 2, int(0.25 * typical))
     copied = False
+    budget = SPLIT_BUDGET_CELLS
     for lab in todo:
         x0, y0, w, h = (int(v) for v in stats[lab, :4])  # LEFT, TOP, WIDTH, HEIGHT
         box = (slice(y0, y0 + h), slice(x0, x0 + w))
@@ -349,6 +353,14 @@ def _split_labels(
         smooth = _smoothed(inside, score[box])
         if not _has_two_peaks(inside, smooth):
             continue
+        if area[lab] > budget:
+            warnings.warn(
+                f"class {class_id}: the split of touching objects stopped at its budget of {SPLIT_BUDGET_CELLS}"
+                " cells; the remaining components stay whole (a higher threshold gives fewer, smaller ones)",
+                stacklevel=2,
+            )
+            break
+        budget -= int(area[lab])
         part = split_component(inside, smooth, params.split_prominence, min_part)
         k = int(part.max()) + 1
         if k > 1:

@@ -229,5 +229,13 @@ def test_typical_object_size_comes_from_the_examples_in_this_scenes_cells(scene,
         x0, y0, x1, y1 = BY_NAME[name].box_px
         areas.append((x1 - x0 - 2 * inset) * (y1 - y0 - 2 * inset))
     sizes = _typical_object_cells(scene, [kiln, pond], cell_px=14.0)
-    assert set(sizes) == {kiln.pk}  # a class without examples has no size (its components are split by peaks)
+    assert set(sizes) == {kiln.pk}  # a class with neither examples nor accepted detections has no size
     assert sizes[kiln.pk] == pytest.approx(float(np.median(areas)) / 14.0**2, rel=0.02)
+    # Accepted detections count too.
+    drawn = px_box_to_polygon(scene, BY_NAME["blue_b"].box_px)
+    Detection.objects.create(
+        scene=scene, object_class=pond, geometry=drawn, bbox=drawn.envelope, status=DetectionStatus.ACCEPTED
+    )
+    x0, y0, x1, y1 = BY_NAME["blue_b"].box_px
+    sizes = _typical_object_cells(scene, [kiln, pond], cell_px=14.0)
+    assert sizes[pond.pk] == pytest.approx((x1 - x0) * (y1 - y0) / 14.0**2, rel=0.02)

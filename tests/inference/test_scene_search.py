@@ -293,6 +293,17 @@ def test_one_object_is_not_split(embedded):
     assert len(find_candidates(best_class, best_score, meta, SearchParams(object_cells={1: 20.0}))) == 1
 
 
+def test_no_split_cuts_off_a_part_smaller_than_min_part():
+    from gpu_tasks.inference.search import split_component
+
+    # A sharp 1-cell top peak, a saddle, then a long lower ridge: the peak's region is too small to stand alone.
+    score = np.array([[0.9, 0.5, 0.8, 0.79, 0.78, 0.77, 0.76, 0.75]], dtype=np.float32)
+    inside = np.ones(score.shape, dtype=bool)
+    assert split_component(inside, score, 0.05, min_part=4).max() == 0
+    # Given a size it may have, the same peak stands apart.
+    assert split_component(inside, score, 0.05, min_part=1).max() == 1
+
+
 def test_condense_prototypes():
     from gpu_tasks.inference.prototypes import condense_prototypes
 

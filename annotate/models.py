@@ -148,6 +148,11 @@ class Detection(models.Model):
     object_class = models.ForeignKey(ObjectClass, on_delete=models.PROTECT, related_name="detections")
     geometry = models.PolygonField(srid=4326)
     bbox = models.PolygonField(srid=4326, help_text="axis-aligned box of the geometry in EPSG:4326")
+    # Refinement prompts SAM2 with this box, never with the last outline, so refining twice gives the same
+    # polygon instead of growing it by the context margin each time.
+    prompt_box = models.PolygonField(
+        srid=4326, null=True, blank=True, help_text="the box SAM2 is prompted with (the proposer's original box)"
+    )
     score = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .inference.device import pick_device
 from .inference.loading import resolve_hf_source, resolve_sam2_source
 
 _lock = threading.Lock()
@@ -30,6 +29,8 @@ def embedder():
     key = (model_id, str(source), device_name(), settings.EMBED_BATCH_SIZE)
     with _lock:
         if key not in _embedders:
+            # torch and transformers load here, on the worker, never in the web process that imports this module.
+            from .inference.device import pick_device
             from .inference.embedder import Embedder
 
             _embedders.clear()  # one backbone in memory at a time
@@ -51,6 +52,7 @@ def refiner():
     key = (model, config_name, str(checkpoint), device_name())
     with _lock:
         if key not in _refiners:
+            from .inference.device import pick_device
             from .inference.refiner import Refiner
 
             _refiners.clear()

@@ -6,14 +6,17 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from .errors import IncompatibleEmbeddings
 from .grid import GridMeta
 from .prototypes import ClassPrototypes
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -77,6 +80,8 @@ def _unit_rows(a: np.ndarray) -> np.ndarray:
 
 def _padded_block(arrays: Sequence[np.ndarray], dim: int) -> torch.Tensor:
     """(dim, C*k) unit prototype columns, class by class, each class padded to k by repeating its first row."""
+    import torch
+
     k = max(1, max(len(a) if a.size else 0 for a in arrays))
     cols = np.zeros((len(arrays), k, dim), dtype=np.float32)
     for j, a in enumerate(arrays):
@@ -103,6 +108,10 @@ def score_grid(
     Runs on the CPU with torch, whose float16 -> float32 cast is ~10x faster than numpy's; the matmul against
     the positives dominates (2*h*w*d*K flop), and on a GPU the grid's transfer would cost about as much.
     """
+    # torch is imported here, not at module level: the web process imports this module (via the job services)
+    # and must not map libtorch (~1.5 GB RSS per worker).
+    import torch
+
     t0 = time.perf_counter()
     h, w, d = tokens.shape
     ids = [int(c.class_id) for c in classes]

@@ -1,6 +1,7 @@
 """All settings, read from the environment (and an optional .env file) in this one module."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
     "rest_framework_gis",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "accounts",
     "annotate",
     "gpu_tasks",
     "review",
@@ -93,6 +96,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees a lockout marked during authentication and answers it (accounts.login_throttle).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -162,6 +167,20 @@ TILE_OVERZOOM = env_int("TILE_OVERZOOM", 2)
 TILE_CACHE_SECONDS = env_int("TILE_CACHE_SECONDS", 86400)
 # GDAL block cache per web process for tile reads (decoded COG blocks are reused by neighbouring tiles).
 TILE_GDAL_CACHE_MB = env_int("TILE_GDAL_CACHE_MB", 512)
+# API input and job cost limits: a request over one is refused (4xx) with a message naming the limit.
+# Vertices of one geometry sent to the API, and how many times its scene's footprint envelope its envelope
+# may cover (a polygon 2 degrees wide around a 500 m scene is a mistake or an attack, not an example).
+API_MAX_VERTICES = env_int("API_MAX_VERTICES", 10_000)
+API_MAX_EXTENT_RATIO = env_int("API_MAX_EXTENT_RATIO", 4)
+# Largest embedding scale (tiles grow with its square), classes and candidates a search may ask for.
+JOB_MAX_SCALE = env_int("JOB_MAX_SCALE", 4)
+JOB_MAX_CLASSES = env_int("JOB_MAX_CLASSES", 200)
+JOB_MAX_CANDIDATES = env_int("JOB_MAX_CANDIDATES", 100_000)
+# Backbone tiles one embed/search may need (about 0.02 s each on a GPU, 0.7 s on two CPU cores).
+JOB_MAX_TILES = env_int("JOB_MAX_TILES", 10_000)
+JOB_MAX_REFINE_BOXES = env_int("JOB_MAX_REFINE_BOXES", 5_000)
+# Queued + running GPU jobs one user may have; the next one is refused with 429 until one finishes.
+JOB_MAX_PENDING_PER_USER = env_int("JOB_MAX_PENDING_PER_USER", 3)
 
 # ------------------------------------------------------------------------------------------ models
 MODEL_DIR = BASE_DIR / env_str("MODEL_DIR", str(DATA_DIR / "models"))
@@ -222,6 +241,49 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Failed logins (page and API token) are throttled by django-axes, per account and per client address
+# separately: LOGIN_FAILURE_LIMIT failures of one account, or from one address, newer than
+# LOGIN_LOCKOUT_MINUTES lock it until they are that old. A successful login forgets that account's failures
+# from that address (accounts.login_throttle). Calls without a request (the test client's login()) pass through.
+AUTHENTICATION_BACKENDS = [
+    "accounts.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Attempts while locked out neither count nor extend the lockout, so "try again in N minutes" stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False  # too broad: see accounts.login_throttle.login_failures_forget
+AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
+# The client address. Direct (TRUSTED_PROXY_COUNT=0): the connection's address; X-Forwarded-For is ignored, since
+# anyone can send it. Behind N proxies that each append to X-Forwarded-For (the bundled nginx: 1), the N-th
+# entry from the right; entries further left are the client's own claims. django-ipware counts only the
+# proxies whose addresses appear in the header (the nearest one is REMOTE_ADDR), hence N - 1; non-strict, so a
+# client-sent header adds entries on the left instead of making the whole chain (and the address) unusable.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1 if TRUSTED_PROXY_COUNT > 0 else None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if TRUSTED_PROXY_COUNT > 0 else ("REMOTE_ADDR",)
+)
+IPWARE_STRICT = False
+
+# HTTPS: off by default for the local HTTP demo; docker/production.env turns it on (`manage.py check --deploy`
+# is clean with it: tests/security/test_deploy_check.py).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = env_list("SECURE_REDIRECT_EXEMPT", "")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Only behind a proxy that terminates TLS and overwrites X-Forwarded-Proto; directly reachable, a client could
+# claim HTTPS with it.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -4,18 +4,19 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
+from accounts.apis import TokenObtainApi
 from annotate import apis as annotate_apis
 from annotate import tile_views
 from annotate import views as pages
 from gpu_tasks import apis as job_apis
+from gpu_tasks import model_apis
 
 handler404 = "annotate.api_errors.json_404"
 handler500 = "annotate.api_errors.json_500"
 
 api = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenObtainApi.as_view(), name="api-token"),
     path("projects/", annotate_apis.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:pk>/", annotate_apis.ProjectDetailApi.as_view(), name="api-project"),
     path("projects/<int:project_id>/classes/", annotate_apis.ClassListCreateApi.as_view(), name="api-classes"),
@@ -40,6 +41,7 @@ api = [
     path("jobs/<int:pk>/", job_apis.JobDetailApi.as_view(), name="api-job"),
     path("jobs/<int:pk>/cancel/", job_apis.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<int:pk>/retry/", job_apis.JobRetryApi.as_view(), name="api-job-retry"),
+    path("models/", model_apis.ModelStatusApi.as_view(), name="api-models"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

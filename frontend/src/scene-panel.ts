@@ -19,6 +19,7 @@ import {
 } from "./api";
 import { byId, el } from "./dom";
 import { isActive, JobBox } from "./job-box";
+import { loadModelStatus, ModelStatus, renderModelNotice, searchBlockedText } from "./model-notice";
 import { geometryToLonLat, readFeatures, SceneLayers, withAlpha } from "./scene-layers";
 
 const SCENE_JOB_KINDS = new Set(["search", "refine", "embed"]);
@@ -61,6 +62,9 @@ class SearchPanel {
   /** "Refine this" jobs by detection id: what the card says about them (they run beside the job box's job). */
   private readonly refineStatus = new Map<string, { running: boolean; text: string; failed: boolean }>();
   private noticeTimer: number | null = null;
+  /** Which models the server has (GET /api/models/); null until known or when it could not be read. */
+  private models: ModelStatus | null = null;
+  private readonly modelNotice = byId("models-notice");
 
   constructor(private map: OlMap, private scene: Scene, private panel: HTMLElement) {
     this.canAnnotate = panel.dataset.canAnnotate === "1";
@@ -87,7 +91,7 @@ class SearchPanel {
       this.classList.replaceChildren(el("p", "error small", `Classes could not be loaded: ${errorText(e)}`));
       return;
     }
-    await Promise.all([this.loadExamples(), this.loadDetections(), this.loadLatestJob()]);
+    await Promise.all([this.loadExamples(), this.loadDetections(), this.loadLatestJob(), this.loadModels()]);
     this.panel.dataset.ready = "1";
   }
 
@@ -344,8 +348,24 @@ class SearchPanel {
     }
   }
 
+  /** Warn before Search when the backbone (or SAM2) is not installed, instead of queueing a job that fails. */
+  private async loadModels(): Promise<void> {
+    if (!this.modelNotice) return; // only those who may run jobs see the search controls
+    try {
+      this.models = await loadModelStatus();
+    } catch {
+      return; // not knowing is no reason to block Search: a job without its model fails at once, saying why
+    }
+    renderModelNotice(this.modelNotice, this.models);
+    this.searchButton?.classList.toggle("needs-models", !this.models.search_ready);
+  }
+
   private async startJob(kind: "search" | "refine"): Promise<void> {
     this.clearError();
+    if (kind === "search" && this.models && !this.models.search_ready) {
+      this.showError(searchBlockedText(this.models));
+      return;
+    }
     const body =
       kind === "search"
         ? {

@@ -71,6 +71,49 @@ def footprint_ring_lonlat(
     return ring + [ring[0]]
 
 
+def unwrap_lons(lons: Sequence[float]) -> np.ndarray:
+    """Longitudes made continuous along a ring: a step of more than 180 degrees is taken the short way round.
+
+    A ring that crosses the antimeridian then runs past 180 (or below -180) instead of jumping across the map.
+    """
+    lons = np.asarray(lons, dtype=float)
+    steps = np.diff(lons)
+    steps = (steps + 180.0) % 360.0 - 180.0
+    out = np.concatenate([[lons[0]], lons[0] + np.cumsum(steps)])
+    # Keep the ring's west edge within [-180, 180) so that only its east part needs shifting back.
+    return out - 360.0 * np.floor((out.min() + 180.0) / 360.0)
+
+
+def footprint_parts_lonlat(
+    crs: CRS, transform: Affine, width: int, height: int, points_per_edge: int = 16
+) -> tuple[list[list[tuple[float, float]]], tuple[float, float, float, float]]:
+    """The raster's outline as lon/lat polygon rings split at the antimeridian, and its unwrapped extent.
+
+    The extent (west, south, east, north) may have east > 180 for a scene that crosses 180 degrees: it is the
+    real extent a map should fit, where the split parts alone would span the whole world.
+    """
+    from shapely.geometry import Polygon as ShapelyPolygon
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
+    ring = footprint_ring_lonlat(crs, transform, width, height, points_per_edge)
+    lons = unwrap_lons([p[0] for p in ring])
+    lats = [p[1] for p in ring]
+    shape = ShapelyPolygon(list(zip(lons.tolist(), lats, strict=True)))
+    if not shape.is_valid:
+        shape = shape.buffer(0)
+    west, south, east, north = shape.bounds
+    parts = []
+    for offset in (0.0, -360.0):
+        window = box(-180.0 - offset, -90.0, 180.0 - offset, 90.0)
+        piece = unary_union([shape.intersection(window)])
+        for poly in getattr(piece, "geoms", [piece]):
+            if poly.geom_type != "Polygon" or poly.is_empty or poly.area == 0:
+                continue
+            parts.append([(x + offset, y) for x, y in poly.exterior.coords])
+    return parts, (west, south, east, north)
+
+
 def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     """Great-circle distance in metres on the WGS84 equatorial sphere."""
     p1, p2 = math.radians(lat1), math.radians(lat2)

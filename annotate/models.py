@@ -83,7 +83,11 @@ class Scene(models.Model):
     original_name = models.CharField(max_length=255, blank=True)
     upload_path = models.CharField(max_length=500, blank=True, help_text="the uploaded file, under DATA_DIR")
     cog_path = models.CharField(max_length=500, blank=True, help_text="the COG, under DATA_DIR")
-    footprint = models.PolygonField(srid=4326, null=True, blank=True)
+    # A Polygon, or a MultiPolygon split at 180 degrees for a scene across the antimeridian (RFC 7946), so
+    # that it is never read as a band 359 degrees wide.
+    footprint = models.GeometryField(
+        srid=4326, null=True, blank=True, help_text="Polygon; MultiPolygon split at the antimeridian"
+    )
     crs = models.TextField(blank=True, help_text="the scene's CRS as EPSG:n or WKT")
     geotransform = models.JSONField(null=True, blank=True, help_text="GDAL order: x0, dx, rx, y0, ry, dy")
     width = models.PositiveIntegerField(null=True, blank=True)
@@ -92,7 +96,16 @@ class Scene(models.Model):
     dtype = models.CharField(max_length=16, blank=True)
     gsd_m = models.FloatField(null=True, blank=True, help_text="ground resolution, metres per pixel")
     rgb_bands = models.JSONField(null=True, blank=True, help_text="three 1-based band indexes of the COG")
-    stretch = models.JSONField(null=True, blank=True, help_text="per COG band [low, high] display range")
+    stretch = models.JSONField(null=True, blank=True, help_text="per COG band [low, high] display range in use")
+    stretch_auto = models.JSONField(
+        null=True, blank=True, help_text="per COG band [low, high] measured at ingest (a manager's stretch replaces it)"
+    )
+    nodata = models.FloatField(
+        null=True, blank=True, help_text="a fill value shown as no data, set by a manager (undeclared in the file)"
+    )
+    warnings = models.JSONField(
+        default=list, blank=True, help_text="[{code, message}] about how the scene displays, with what to do"
+    )
     min_zoom = models.PositiveSmallIntegerField(null=True, blank=True)
     max_zoom = models.PositiveSmallIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=SceneStatus.choices, default=SceneStatus.UPLOADED)

@@ -1,13 +1,19 @@
 """Checks on an uploaded raster before any pixel is read: magic bytes, driver, georeferencing, limits."""
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyproj
 import rasterio
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
+from rasterio.warp import transform as warp_transform
 
 from .errors import IngestError
+from .geo import px_to_crs
 
 TIFF_MAGICS = {b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"II+\x00": "BigTIFF", b"MM\x00+": "BigTIFF"}
 
@@ -38,6 +44,18 @@ class RasterHeader:
     geotransform: tuple[float, ...]
     data_bands: tuple[int, ...]
     colorinterp: tuple[str, ...]
+    # A one-band raster with a colour table: its COG holds the expanded red, green, blue (uint8) instead.
+    palette: bool = False
+
+    @property
+    def cog_dtype(self) -> str:
+        """The data type of the COG's bands."""
+        return "uint8" if self.palette else self.dtype
+
+    @property
+    def cog_band_count(self) -> int:
+        """How many bands the COG has."""
+        return 3 if self.palette else len(self.data_bands)
 
 
 def check_magic(path: Path) -> str:
@@ -96,10 +114,17 @@ def check_header(path: Path, limits: RasterLimits) -> RasterHeader:
                 "(`gdalwarp in.tif out.tif`) and upload the result."
             )
         _check_limits(ds.width, ds.height, ds.count, ds.dtypes, limits)
+        check_crs_supported(ds.crs, ds.transform, ds.width, ds.height)
         interps = tuple(ci.name for ci in ds.colorinterp)
         data_bands = tuple(i for i, ci in zip(ds.indexes, ds.colorinterp, strict=True) if ci != ColorInterp.alpha)
         if not data_bands:
             raise IngestError("The GeoTIFF has only an alpha band and no image data.")
+        palette = len(data_bands) == 1 and ds.colorinterp[data_bands[0] - 1] == ColorInterp.palette
+        if palette and ds.dtypes[0] not in ("uint8", "uint16"):
+            raise IngestError(
+                f"The GeoTIFF has a colour table on {ds.dtypes[0]} data; colour tables are read on 8- and 16-bit "
+                "bands only. Expand it to RGB first (`gdal_translate -expand rgb in.tif out.tif`) and upload that."
+            )
         return RasterHeader(
             width=ds.width,
             height=ds.height,
@@ -109,6 +134,67 @@ def check_header(path: Path, limits: RasterLimits) -> RasterHeader:
             geotransform=tuple(ds.transform.to_gdal()),
             data_bands=data_bands,
             colorinterp=interps,
+            palette=palette,
+        )
+
+
+# Earth ellipsoids (WGS84, GRS80, Clarke, Bessel, spheres used by web maps) lie within this semi-major axis range.
+EARTH_SEMI_MAJOR_M = (6_370_000.0, 6_380_000.0)
+REPROJECT_HINT = (
+    "Reproject it to a supported CRS first, for example "
+    "`gdalwarp -t_srs EPSG:4326 in.tif out.tif` (or the UTM zone of the area, e.g. `-t_srs EPSG:32643`), "
+    "and upload the result."
+)
+
+
+def crs_short_name(crs: CRS) -> str:
+    """A human name for a CRS ("WGS 84 / UTM zone 43N (EPSG:32643)"), never its whole WKT or PROJJSON."""
+    try:
+        proj = pyproj.CRS.from_wkt(crs.to_wkt())
+    except pyproj.exceptions.CRSError:
+        return "an unreadable CRS"
+    name = proj.name
+    if not name or name == "unknown":
+        method = proj.coordinate_operation.method_name if proj.coordinate_operation else None
+        name = f"a {method} projection" if method else f"an unnamed {proj.type_name}"
+    authority = proj.to_authority(min_confidence=90)
+    if authority:
+        name += f" ({authority[0]}:{authority[1]})"
+    return name[:120]
+
+
+def check_crs_supported(crs: CRS, transform, width: int, height: int) -> None:
+    """Refuse a CRS that is not on Earth or whose transform to EPSG:4326 fails anywhere on the scene's outline.
+
+    Checked on the header alone, so that a geostationary full disk (corners in space) or a Mars CRS is refused
+    with a message naming the CRS instead of failing deep inside the conversion with PROJ's error text.
+    """
+    name = crs_short_name(crs)
+    try:
+        semi_major = pyproj.CRS.from_wkt(crs.to_wkt()).ellipsoid.semi_major_metre
+    except (pyproj.exceptions.CRSError, AttributeError):
+        semi_major = None
+    if semi_major is not None and not EARTH_SEMI_MAJOR_M[0] <= semi_major <= EARTH_SEMI_MAJOR_M[1]:
+        raise IngestError(
+            f"The GeoTIFF's coordinate reference system, {name}, is not an Earth CRS (its ellipsoid's radius is "
+            f"{semi_major:,.0f} m); scenes are placed on an Earth map. Only Earth imagery can be ingested."
+        )
+    # The outline (corners and edge midpoints) and the centre: every one must land on Earth.
+    fx = np.array([0.0, 0.5, 1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.5]) * width
+    fy = np.array([0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0, 0.5, 0.5]) * height
+    xs, ys = px_to_crs(transform, fx, fy)
+    try:
+        lons, lats = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
+    except Exception as exc:  # noqa: BLE001 - PROJ failures surface as several CPLE_* and ValueError types
+        raise IngestError(
+            f"The GeoTIFF's coordinate reference system, {name}, cannot be converted to longitude/latitude "
+            f"(EPSG:4326). {REPROJECT_HINT}"
+        ) from exc
+    if not all(math.isfinite(v) and abs(v) <= 1e3 for v in (*lons, *lats)) or any(abs(v) > 90.0 for v in lats):
+        raise IngestError(
+            f"Parts of the scene cannot be placed on Earth in its coordinate reference system, {name} "
+            f"(for a geostationary view, the corners lie off the Earth's disk). {REPROJECT_HINT} "
+            "Crop it to the area you need with `-te` if the reprojection fails."
         )
 
 
@@ -137,6 +223,8 @@ def _check_limits(width: int, height: int, count: int, dtypes: tuple[str, ...], 
 
 def default_rgb_bands(header: RasterHeader) -> tuple[int, int, int]:
     """Source bands for red, green, blue: those marked so, else the first three, else grey."""
+    if header.palette:
+        return 1, 1, 1  # the colour table's red, green, blue (COG bands 1, 2, 3; see scene_ingest)
     by_interp = {name: i for i, name in zip(range(1, header.count + 1), header.colorinterp, strict=True)}
     if all(c in by_interp for c in ("red", "green", "blue")):
         return by_interp["red"], by_interp["green"], by_interp["blue"]

@@ -7,17 +7,17 @@ from pathlib import Path
 import rasterio
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.contrib.gis.geos import GEOSGeometry, Polygon
+from django.contrib.gis.geos import GEOSGeometry, MultiPolygon, Polygon
 from django.db import transaction
 from django.db.models import Max
 from rasterio.crs import CRS
 
 from . import geo, storage
-from .cog import convert_to_cog
+from .cog import convert_to_cog, percentile_stretch
 from .errors import DomainError, IngestError
 from .models import Annotation, Membership, ObjectClass, Project, Role, Scene, SceneStatus
 from .permissions import Action, require
-from .raster_checks import RasterLimits, check_header, check_rgb_bands, default_rgb_bands
+from .raster_checks import RasterHeader, RasterLimits, check_header, check_rgb_bands, default_rgb_bands
 
 log = logging.getLogger(__name__)
 
@@ -116,61 +116,149 @@ def scene_create_from_path(*, project: Project, user: AbstractBaseUser | None, s
 
 
 def scene_ingest(*, scene: Scene, rgb_bands: Sequence[int] | None = None, progress: Progress = _no_progress) -> Scene:
-    """Validate the upload, convert it to a COG, and fill in footprint, metadata and stretch.
+    """Validate the upload, convert it to a COG, and fill in footprint, metadata, stretch and warnings.
 
-    On any failure the scene ends in status `failed` with a message saying what to do; the upload is
-    kept and no other row changes. Re-running replaces the scene's own COG and metadata.
+    A first ingest that fails leaves the scene `failed` with a message saying what to do. A re-ingest of a
+    ready scene writes a new COG beside the working one and swaps it in only on success: a failure leaves
+    the scene ready, still served from its old COG, with the failure in `error`. The upload is always kept.
     """
-    Scene.objects.filter(pk=scene.pk).update(status=SceneStatus.PROCESSING, error="")
     scene.refresh_from_db()
+    reingest = scene.status == SceneStatus.READY and bool(scene.cog_path)
+    if not reingest:
+        Scene.objects.filter(pk=scene.pk).update(status=SceneStatus.PROCESSING, error="")
+        scene.refresh_from_db()
     src = storage.absolute(scene.upload_path)
-    cog_path = src.parent / storage.COG_NAME
+    cog_path = storage.new_cog_path(src.parent)
     try:
         progress(0.0, "Checking the file")
         header = check_header(src, raster_limits())
-        rgb_src = check_rgb_bands(header, tuple(rgb_bands)) if rgb_bands else default_rgb_bands(header)
+        rgb_src = _rgb_choice(header, rgb_bands)
         result = convert_to_cog(src, cog_path, header, lambda f, m: progress(0.02 + 0.96 * f, m))
+        stretch, warnings = result.stretch, result.warnings
+        if scene.nodata is not None:  # a manager's fill value outlives a re-ingest
+            stretch, warnings = _stretch_without(cog_path, header.cog_dtype, scene.nodata, warnings)
         crs = CRS.from_user_input(header.crs)
         transform = geo.transform_from_gdal(header.geotransform)
-        ring = geo.footprint_ring_lonlat(crs, transform, header.width, header.height)
-        footprint = Polygon(ring, srid=4326)
-        if not footprint.valid:
-            footprint = footprint.buffer(0)
+        footprint, extent = _footprint(crs, transform, header.width, header.height)
         gsd = geo.ground_resolution_m(crs, transform, header.width, header.height)
-        native = geo.native_zoom(gsd, footprint.centroid.y)
+        native = geo.native_zoom(gsd, (extent[1] + extent[3]) / 2)
     except DomainError as exc:
-        _scene_fail(scene, exc.message, cog_path)
+        _scene_fail(scene, exc.message, cog_path, keep_ready=reingest)
         raise
     except Exception as exc:
         log.exception("ingest of scene %s failed", scene.pk)
         _scene_fail(scene, f"Unexpected error while ingesting ({exc}). The upload is kept: retry the ingest, "
-                    "and report the problem if it happens again.", cog_path)
+                    "and report the problem if it happens again.", cog_path, keep_ready=reingest)
         raise IngestError(scene.error) from exc
-    cog_index = {src_band: i + 1 for i, src_band in enumerate(header.data_bands)}
+    old_cog = scene.cog_path
     scene.cog_path = storage.relative(cog_path)
     scene.footprint = footprint
     scene.crs = header.crs
     scene.geotransform = list(header.geotransform)
     scene.width, scene.height = header.width, header.height
-    scene.band_count = len(header.data_bands)
-    scene.dtype = header.dtype
+    scene.band_count = header.cog_band_count
+    scene.dtype = header.cog_dtype
     scene.gsd_m = gsd
-    scene.rgb_bands = [cog_index[b] for b in rgb_src]
-    scene.stretch = result.stretch
+    scene.rgb_bands = list(rgb_src)
+    scene.stretch = scene.stretch_auto = stretch
+    scene.warnings = warnings
     scene.max_zoom = native
     scene.min_zoom = geo.overview_zoom(native, header.width, header.height)
     scene.status = SceneStatus.READY
     scene.error = ""
     scene.save()
+    if old_cog and old_cog != scene.cog_path:
+        # Tile readers already open keep their file handle; new requests open the new COG.
+        old_path = storage.absolute(old_cog)
+        transaction.on_commit(lambda: old_path.unlink(missing_ok=True))
     progress(1.0, f"Ready: {header.width} x {header.height} px, {gsd:.2f} m per pixel")
     return scene
 
 
-def _scene_fail(scene: Scene, message: str, cog_path: Path) -> None:
-    """Mark a scene failed and remove any partial output."""
+def _rgb_choice(header: RasterHeader, rgb_bands: Sequence[int] | None) -> tuple[int, int, int]:
+    """The COG bands shown as red, green, blue, from the user's source bands (or the file's defaults)."""
+    rgb_src = check_rgb_bands(header, tuple(rgb_bands)) if rgb_bands else default_rgb_bands(header)
+    if header.palette:
+        return 1, 2, 3  # the colour table's red, green and blue, expanded at ingest
+    cog_index = {src_band: i + 1 for i, src_band in enumerate(header.data_bands)}
+    return cog_index[rgb_src[0]], cog_index[rgb_src[1]], cog_index[rgb_src[2]]
+
+
+def _stretch_without(cog_path: Path, dtype: str, nodata: float, warnings: list[dict]):
+    """The automatic stretch measured without a fill value, and the warnings less those that named it."""
+    stretch, fill_warnings = percentile_stretch(cog_path, dtype, nodata=nodata)
+    others = [w for w in warnings if w["code"] not in ("fill_value", "unmasked_collar")]
+    return stretch, others + fill_warnings
+
+
+def _footprint(crs: CRS, transform, width: int, height: int) -> tuple[GEOSGeometry, tuple[float, ...]]:
+    """The scene's EPSG:4326 footprint (a MultiPolygon only when split at the antimeridian) and its real extent."""
+    parts, extent = geo.footprint_parts_lonlat(crs, transform, width, height)
+    polygons = []
+    for ring in parts:
+        polygon = Polygon(ring, srid=4326)
+        if not polygon.valid:
+            polygon = polygon.buffer(0)
+        polygons.extend(polygon if polygon.geom_type == "MultiPolygon" else [polygon])
+    if len(polygons) == 1:
+        return polygons[0], extent
+    return MultiPolygon(polygons, srid=4326), extent
+
+
+def scene_extent(scene: Scene) -> list[float] | None:
+    """The scene's real lon/lat extent [west, south, east, north]; east > 180 for a scene across the antimeridian."""
+    if scene.footprint is None:
+        return None
+    west, south, east, north = scene.footprint.extent
+    if scene.footprint.geom_type == "MultiPolygon" and west <= -180 + 1e-9 and east >= 180 - 1e-9:
+        # Parts on both sides of 180: the west part continues the east part, past 180.
+        west = min(p.extent[0] for p in scene.footprint if p.extent[0] > -180 + 1e-9)
+        east = max(p.extent[2] + 360 for p in scene.footprint if p.extent[0] <= -180 + 1e-9)
+    return [west, south, east, north]
+
+
+def _scene_fail(scene: Scene, message: str, cog_path: Path, *, keep_ready: bool) -> None:
+    """Remove any partial output; a ready scene stays ready with the message, any other is marked failed."""
     cog_path.unlink(missing_ok=True)
-    Scene.objects.filter(pk=scene.pk).update(status=SceneStatus.FAILED, error=message, cog_path="")
+    cog_path.with_name(cog_path.stem + ".partial.tif").unlink(missing_ok=True)
+    if keep_ready:
+        Scene.objects.filter(pk=scene.pk).update(error=f"The last re-ingest failed; the scene is unchanged. {message}")
+    else:
+        Scene.objects.filter(pk=scene.pk).update(status=SceneStatus.FAILED, error=message, cog_path="")
     scene.refresh_from_db()
+
+
+_UNSET = object()
+
+
+def scene_display_update(*, scene: Scene, role: str | None, nodata=_UNSET, stretch=_UNSET) -> Scene:
+    """Set a ready scene's fill value and display stretch (None: back to automatic); tiles change at once.
+
+    `stretch` is a [low, high] per COG band, already validated by the caller's input serializer. A new
+    nodata measures the automatic stretch again without it.
+    """
+    require(role, Action.EDIT_PROJECT)
+    if scene.status != SceneStatus.READY:
+        raise DomainError(f"Scene {scene.name!r} is {scene.status}; its display can be set once it is ready.")
+    custom = scene.stretch != scene.stretch_auto
+    if nodata is not _UNSET and nodata != scene.nodata:
+        path = storage.absolute(scene.cog_path)
+        auto, warnings = percentile_stretch(path, scene.dtype)
+        if nodata is not None:
+            auto, warnings = _stretch_without(path, scene.dtype, nodata, warnings)
+        scene.nodata, scene.stretch_auto = nodata, auto
+        scene.warnings = [w for w in scene.warnings if w["code"] not in ("fill_value", "unmasked_collar")] + [
+            w for w in warnings if w["code"] in ("fill_value", "unmasked_collar")
+        ]
+        if not custom:
+            scene.stretch = auto
+    if stretch is not _UNSET:
+        if stretch is not None and len(stretch) != scene.band_count:
+            raise DomainError(f"Give a [low, high] for each of the scene's {scene.band_count} bands.")
+        scene.stretch = [list(map(float, pair)) for pair in stretch] if stretch is not None else scene.stretch_auto
+    # updated_at moves, and the stretch is part of the tiles' style: both change the tiles' ETags.
+    scene.save(update_fields=["nodata", "stretch", "stretch_auto", "warnings", "updated_at"])
+    return scene
 
 
 def scene_delete(*, scene: Scene, role: str | None) -> None:

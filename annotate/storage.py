@@ -1,4 +1,4 @@
-"""Where a scene's files live: DATA_DIR/scenes/<uuid>/{upload.tif,cog.tif}; names never come from users."""
+"""Where a scene's files live: DATA_DIR/scenes/<uuid>/{upload.tif,cog-<hex>.tif}; names never come from users."""
 
 import os
 import shutil
@@ -8,7 +8,6 @@ from pathlib import Path
 from django.conf import settings
 
 UPLOAD_NAME = "upload.tif"
-COG_NAME = "cog.tif"
 
 
 def new_scene_dir() -> Path:
@@ -16,6 +15,16 @@ def new_scene_dir() -> Path:
     path = Path(settings.SCENES_DIR) / uuid.uuid4().hex
     path.mkdir(parents=True, exist_ok=False)
     return path
+
+
+def new_cog_path(scene_dir: Path) -> Path:
+    """A fresh COG file name in a scene directory: a re-ingest writes beside the working COG, never over it."""
+    return scene_dir / f"cog-{uuid.uuid4().hex[:12]}.tif"
+
+
+def scene_cogs(scene_dir: Path) -> list[Path]:
+    """Every COG (finished or partial) in a scene directory."""
+    return sorted(p for p in scene_dir.glob("cog*.tif"))
 
 
 def relative(path: Path) -> str:

@@ -115,10 +115,24 @@ def _reader(path: Path) -> tuple[Reader, "_Grid | None"]:
     return entry
 
 
+def _warp_dtype(dtype: str) -> str:
+    """The working type of a reprojected read: float32 for float64 COGs.
+
+    rio-tiler takes the warped alpha band as "opaque" only where it equals 255 exactly. Bilinear reads of a
+    float64 VRT give 255.00000000000006 and 254.99999999999994 (weights summing to 1 in double), so every
+    pixel of an overview-level tile was masked; float32 rounds those back to 255 and is ample for display.
+    """
+    return "float32" if dtype == "float64" else dtype
+
+
 def _read_tile(reader: Reader, grid: "_Grid | None", x: int, y: int, z: int, indexes: tuple[int, ...]):
     """The same pixels as `reader.tile(...)`, without its per-tile PROJ work (footprint test, COG resolution)."""
     if grid is None:
-        return reader.tile(x, y, z, tilesize=TILE_PX, indexes=indexes, resampling_method="bilinear")
+        ds = reader.dataset
+        # Same-CRS COGs are read through their mask directly; only a warp needs the float64 work-around.
+        warped = ds.crs != reader.tms.rasterio_crs and ds.dtypes[0] == "float64"
+        vrt = {"dtype": _warp_dtype(ds.dtypes[0])} if warped else {}
+        return reader.tile(x, y, z, tilesize=TILE_PX, indexes=indexes, resampling_method="bilinear", vrt_options=vrt)
     west, south, east, north = reader.tms.xy_bounds(Tile(x=x, y=y, z=z))
     left, bottom, right, top = grid.bounds
     if not (west < right and east > left and north > bottom and south < top):
@@ -130,7 +144,7 @@ def _read_tile(reader: Reader, grid: "_Grid | None", x: int, y: int, z: int, ind
     y_res = out.e if abs(grid.native.e) > abs(out.e) else grid.native.e
     width, height = max(1, round((east - west) / x_res)), max(1, round((south - north) / y_res))
     vrt_options = {"crs": reader.tms.rasterio_crs, "transform": from_bounds(west, south, east, north, width, height),
-                   "width": width, "height": height, "dtype": reader.dataset.dtypes[0]}
+                   "width": width, "height": height, "dtype": _warp_dtype(reader.dataset.dtypes[0])}
     return read(reader.dataset, indexes=indexes, width=TILE_PX, height=TILE_PX, vrt_options=vrt_options,
                 resampling_method="bilinear")
 
@@ -147,11 +161,20 @@ def encode_png(rgb: np.ndarray, alpha: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _encode(image, style: TileStyle) -> bytes:
+def _alpha(image) -> np.ndarray:
+    """255 where every band of a read image has data, else 0 (uint8 whatever the image's dtype).
+
+    `ImageData.mask` is in the data's own range (-32768 for "no data" in int16, +-1.8e308 in float64), so it
+    can be neither tested with `any()` nor cast to a PNG alpha directly.
+    """
+    return np.where(np.ma.getmaskarray(image.array).any(axis=0), 0, 255).astype(np.uint8)
+
+
+def _encode(image, style: TileStyle, alpha: np.ndarray) -> bytes:
     """The PNG of a read image in a scene's style, transparent where there is no data."""
     if not style.is_byte_identity:
         image = image.rescale(in_range=style.ranges, out_range=((0, 255),))
-    return encode_png(image.data, image.mask)
+    return encode_png(image.data, alpha)
 
 
 def render_tile(path: Path, style: TileStyle, z: int, x: int, y: int) -> bytes | None:
@@ -161,9 +184,10 @@ def render_tile(path: Path, style: TileStyle, z: int, x: int, y: int) -> bytes |
         image = _read_tile(reader, grid, x, y, z, style.rgb_bands)
     except TileOutsideBounds:
         return None
-    if not image.mask.any():
+    alpha = _alpha(image)
+    if not alpha.any():
         return None
-    return _encode(image, style)
+    return _encode(image, style, alpha)
 
 
 EMPTY_PNG = encode_png(np.zeros((3, TILE_PX, TILE_PX), "uint8"), np.zeros((TILE_PX, TILE_PX), "uint8"))
@@ -172,4 +196,5 @@ EMPTY_PNG = encode_png(np.zeros((3, TILE_PX, TILE_PX), "uint8"), np.zeros((TILE_
 def render_preview(path: Path, style: TileStyle, max_size: int = TILE_PX) -> bytes:
     """A PNG of the whole scene, at most max_size px on its longer side."""
     reader, _ = _reader(path)
-    return _encode(reader.preview(indexes=style.rgb_bands, max_size=max_size), style)
+    image = reader.preview(indexes=style.rgb_bands, max_size=max_size)
+    return _encode(image, style, _alpha(image))

@@ -123,7 +123,7 @@ def _fails(ingested, path, match):
     scene = Scene.objects.latest("id")
     assert scene.status == SceneStatus.FAILED
     assert scene.error and scene.cog_path == ""
-    assert not (storage.absolute(scene.upload_path).parent / storage.COG_NAME).exists()
+    assert storage.scene_cogs(storage.absolute(scene.upload_path).parent) == [], "no COG, partial or whole, is left"
     assert storage.absolute(scene.upload_path).exists(), "the upload is kept"
     assert (ObjectClass.objects.count(), Annotation.objects.count(), Detection.objects.count()) == before
     assert Scene.objects.filter(status=SceneStatus.READY).count() == ready_before

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Tile serving benchmark: our endpoint vs TiTiler on the same warm COG, several concurrent HTTP clients.
 
-Prints p50/p95 latency, tiles per second and server CPU per tile for both, measured in the same run, and
-their ratios. Ours runs the Procfile's `web:` command, so it measures what users run.
+Prints p50/p95 latency, tiles per second and server CPU per tile for each, measured in the same run, and
+their ratios. Ours runs the Procfile's `web:` command, so it measures what users run, twice: directly
+("ours") and through the nginx proxy users reach it by ("proxy", docker/nginx/nginx.conf.template rendered
+by scripts/nginx_conf.py as the Procfile's `proxy:` line does), with the proxy / direct ratio.
 """
 
 import argparse
@@ -109,6 +111,15 @@ def procfile_web_command() -> str:
         if line.startswith("web:"):
             return line.removeprefix("web:").strip()
     raise RuntimeError("Procfile has no web: line")
+
+
+def proxy_command(conf_dir: Path, listen_port: int, upstream_port: int, log: Path) -> list[str]:
+    """nginx from the repository's template in front of `upstream_port`, as the Procfile starts it."""
+    conf = conf_dir / "nginx.conf"
+    subprocess.run([sys.executable, str(ROOT / "scripts/nginx_conf.py"), "--listen", f"127.0.0.1:{listen_port}",
+                    "--upstream", f"127.0.0.1:{upstream_port}", "--access-log", str(log), "--out", str(conf)],
+                   check=True)
+    return ["nginx", "-p", str(conf_dir), "-c", conf.name, "-g", "daemon off;"]
 
 
 def start(cmd: list[str], health_url: str, env: dict, log) -> subprocess.Popen:
@@ -236,10 +247,10 @@ def main() -> None:
           f"{args.workers} workers each side")
 
     venv = ensure_titiler_venv()
-    ours_port, titiler_port = free_ports(2)
+    ours_port, proxy_port, titiler_port = free_ports(3)
     env = {**os.environ, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": "512"}
     # The Procfile's own command line (its ${VAR:-default}s expanded by the shell), so flags cannot drift apart.
-    ours_env = {**env, "HOST": "127.0.0.1", "PORT": str(ours_port), "WEB_WORKERS": str(args.workers)}
+    ours_env = {**env, "WEB_PORT": str(ours_port), "WEB_WORKERS": str(args.workers)}
     if args.threads is not None:
         ours_env["WEB_THREADS"] = str(args.threads)
     ours_cmd = ["bash", "-c", f"exec {procfile_web_command()}"]
@@ -248,11 +259,15 @@ def main() -> None:
     print(f"ours: {procfile_web_command()}  (WEB_WORKERS={args.workers}"
           f"{f', WEB_THREADS={args.threads}' if args.threads is not None else ''})")
     servers = {}
-    with tempfile.TemporaryFile() as ours_log, tempfile.TemporaryFile() as titiler_log:
+    with (tempfile.TemporaryFile() as ours_log, tempfile.TemporaryFile() as titiler_log,
+          tempfile.TemporaryFile() as proxy_log, tempfile.TemporaryDirectory() as proxy_dir):
         try:
             servers["ours"] = start(ours_cmd, f"http://127.0.0.1:{ours_port}/login/", ours_env, ours_log)
+            # Its access log goes to a file, as the demo's goes to the terminal: part of what a proxied tile costs.
+            nginx_cmd = proxy_command(Path(proxy_dir), proxy_port, ours_port, Path(proxy_dir) / "access.log")
+            servers["proxy"] = start(nginx_cmd, f"http://127.0.0.1:{proxy_port}/login/", env, proxy_log)
             servers["titiler"] = start(titiler_cmd, f"http://127.0.0.1:{titiler_port}/healthz", env, titiler_log)
-            results = measure(sides_of(scene, tiles, token, cog, ours_port, titiler_port), servers, args)
+            results = measure(sides_of(scene, tiles, token, cog, ours_port, proxy_port, titiler_port), servers, args)
         finally:
             for proc in servers.values():
                 proc.terminate()
@@ -260,12 +275,15 @@ def main() -> None:
     report(results)
 
 
-def sides_of(scene: Scene, tiles: list, token: str, cog: Path, ours_port: int, titiler_port: int) -> dict:
+def sides_of(scene: Scene, tiles: list, token: str, cog: Path, ours_port: int, proxy_port: int,
+             titiler_port: int) -> dict:
     """For each server, the URLs of the tiles and the request headers."""
     bands = "".join(f"&bidx={b}" for b in scene.rgb_bands)
     return {
         "ours": ([f"http://127.0.0.1:{ours_port}/api/scenes/{scene.pk}/tiles/{t.z}/{t.x}/{t.y}.png" for t in tiles],
                  {"Authorization": f"Token {token}"}),
+        "proxy": ([f"http://127.0.0.1:{proxy_port}/api/scenes/{scene.pk}/tiles/{t.z}/{t.x}/{t.y}.png" for t in tiles],
+                  {"Authorization": f"Token {token}"}),
         "titiler": ([f"http://127.0.0.1:{titiler_port}/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png"
                      f"?url={cog}{bands}&resampling=bilinear" for t in tiles], {}),
     }
@@ -274,15 +292,17 @@ def sides_of(scene: Scene, tiles: list, token: str, cog: Path, ours_port: int, t
 def measure(sides: dict, servers: dict, args) -> dict:
     """Interleaved rounds: per server, latencies, render durations, wall time, tiles and server CPU seconds."""
     # Same picture from both (sanity check), then warm both: every tile once, so the COG is in cache.
-    print(compare_pictures(sides, min(10, len(sides["ours"][0]))))
+    print(compare_pictures({name: sides[name] for name in ("ours", "titiler")}, min(10, len(sides["ours"][0]))))
     for urls, headers in sides.values():
         run_load(urls, args.clients, headers)
     results = {name: ([], [], 0.0, 0, 0.0) for name in sides}
     for _ in range(args.rounds):
         for name, (urls, headers) in sides.items():
-            cpu_before = cpu_seconds(servers[name].pid)
+            # Through the proxy, gunicorn's CPU counts as well as nginx's.
+            pids = [servers[name].pid] + ([servers["ours"].pid] if name == "proxy" else [])
+            cpu_before = sum(cpu_seconds(pid) for pid in pids)
             lat, renders, wall = run_load(urls, args.clients, headers)
-            cpu = cpu_seconds(servers[name].pid) - cpu_before
+            cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
             prev = results[name]
             results[name] = (prev[0] + lat, prev[1] + renders, prev[2] + wall, prev[3] + len(urls), prev[4] + cpu)
     return results
@@ -295,13 +315,18 @@ def report(results: dict) -> None:
     for name, (lat, _, wall, n, cpu) in results.items():
         rows[name] = (pct(lat, 50), pct(lat, 95), statistics.mean(lat) * 1000, n / wall, cpu / n * 1000)
         print(f"{name:<10}{n:>8}" + "".join(f"{v:>10.1f}" for v in rows[name][:4]) + f"{rows[name][4]:>13.1f}")
-    if renders := results["ours"][1]:
+    if renders := results["ours"][1] + results["proxy"][1]:
         print(f"ours, rendering alone (Server-Timing): p50 {np.percentile(renders, 50):.1f} ms, "
               f"p95 {np.percentile(renders, 95):.1f} ms")
     ours, ref = rows["ours"], rows["titiler"]
     print(f"\nratios (ours / titiler): p50 {ours[0] / ref[0]:.2f}x, p95 {ours[1] / ref[1]:.2f}x, "
           f"throughput {ours[3] / ref[3]:.2f}x (above 1 = ours serves more tiles per second), "
           f"CPU per tile {ours[4] / ref[4]:.2f}x (below 1 = ours needs less)")
+    proxied = rows["proxy"]
+    print(f"ratios (through nginx / gunicorn directly): p50 {proxied[0] / ours[0]:.2f}x, "
+          f"p95 {proxied[1] / ours[1]:.2f}x, "
+          f"throughput {proxied[3] / ours[3]:.2f}x (1 or above = the proxy costs nothing), "
+          f"CPU per tile {proxied[4] / ours[4]:.2f}x (nginx's included)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
 
-from .errors import Conflict, DomainError, IngestError, NotAllowed, SceneNotReady, UploadTooLarge
+from .errors import Conflict, DomainError, IngestError, NotAllowed, SceneNotReady, TooManyRequests, UploadTooLarge
 
 # The one table: domain error -> HTTP status.
 HTTP_STATUS_BY_ERROR: dict[type[DomainError], int] = {
@@ -19,6 +19,7 @@ HTTP_STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotAllowed: status.HTTP_403_FORBIDDEN,
     Conflict: status.HTTP_409_CONFLICT,
     SceneNotReady: status.HTTP_409_CONFLICT,
+    TooManyRequests: status.HTTP_429_TOO_MANY_REQUESTS,
     DomainError: status.HTTP_400_BAD_REQUEST,
 }
 
@@ -36,6 +37,25 @@ def error_body(code: str, message: str, detail=None) -> dict:
     return {"error": {"code": code, "message": message, "detail": detail}}
 
 
+def _first_errors(data, prefix: str = "") -> list[str]:
+    """`field: message` for each field of a DRF error structure (nested fields dotted, list items by index)."""
+    if isinstance(data, dict):
+        return [m for k, v in data.items() for m in _first_errors(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(data, list):
+        if all(not isinstance(v, dict | list) for v in data):
+            text = " ".join(str(v) for v in data)
+            return [f"{prefix}: {text}" if prefix and prefix != "non_field_errors" else text]
+        return [m for i, v in enumerate(data) if v for m in _first_errors(v, f"{prefix}[{i}]")]
+    return [f"{prefix}: {data}" if prefix and prefix != "non_field_errors" else str(data)]
+
+
+def validation_message(data) -> str:
+    """One sentence naming the invalid fields and why, so a client that shows only `message` says what to fix."""
+    errors = _first_errors(data)
+    shown = "; ".join(errors[:3]) + ("; ..." if len(errors) > 3 else "")
+    return f"Invalid request: {shown}" if shown else "The request has invalid fields; see detail."
+
+
 def api_exception_handler(exc, context):
     """DRF exception handler: domain errors via the table, DRF's own errors re-shaped."""
     if isinstance(exc, DomainError):
@@ -49,7 +69,7 @@ def api_exception_handler(exc, context):
         return None
     data = response.data
     if isinstance(exc, drf_exceptions.ValidationError):
-        body = error_body("invalid", "The request has invalid fields; see detail.", data)
+        body = error_body("invalid", validation_message(data), data)
     else:
         codes = exc.get_codes() if isinstance(exc, drf_exceptions.APIException) else "error"
         message = data.get("detail", str(exc)) if isinstance(data, dict) else str(exc)

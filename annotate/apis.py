@@ -6,13 +6,16 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from . import selectors, services
+from .display_serializers import SceneDisplayInputSerializer, SceneDisplaySerializer
 from .errors import Conflict
-from .models import DetectionSource, DetectionStatus
+from .models import DetectionSource, DetectionStatus, SceneStatus
 from .pagination import FeaturePagination
 from .permissions import Action, require
 from .serializers import (
+    AnnotationInputSerializer,
     AnnotationSerializer,
     DetectionSerializer,
     ObjectClassSerializer,
@@ -148,10 +151,12 @@ class SceneListApi(generics.ListAPIView):
 
     def get_queryset(self):
         qs = selectors.scene_list(user=self.request.user)
-        project_id = self.kwargs.get("project_id") or _int_param(self.request, "project")
-        if project_id is not None:
+        if "project_id" in self.kwargs:
+            # /projects/{id}/scenes/ of a project the caller is not in is 404, as the project itself is.
+            qs = qs.filter(project=selectors.project_get(user=self.request.user, project_id=self.kwargs["project_id"]))
+        elif (project_id := _int_param(self.request, "project")) is not None:
             qs = qs.filter(project_id=project_id)
-        if status_ := self.request.query_params.get("status"):
+        if status_ := _choice_param(self.request, "status", SceneStatus):
             qs = qs.filter(status=status_)
         return qs
 
@@ -186,14 +191,18 @@ class AnnotationListCreateApi(generics.ListCreateAPIView):
             qs = qs.filter(object_class_id=class_id)
         return _bbox_filter(self.request, qs, "geometry")
 
+    @extend_schema(request=AnnotationSerializer, responses={201: AnnotationSerializer})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
     def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        scene = selectors.scene_get(user=request.user, scene_id=serializer.validated_data["scene"].pk)
+        form = AnnotationInputSerializer(data=request.data, context={"request": request})
+        form.is_valid(raise_exception=True)
+        scene = form.validated_data["scene"]
         annotation = services.annotation_create(
             scene=scene,
-            object_class=serializer.validated_data["object_class"],
-            geometry=serializer.validated_data["geometry"],
+            object_class=form.validated_data["object_class"],
+            geometry=form.validated_data["geometry"],
             author=request.user,
             role=selectors.role_of(user=request.user, project=scene.project),
         )
@@ -257,3 +266,22 @@ class DetectionDetailApi(generics.RetrieveAPIView):
 
     def get_queryset(self):
         return selectors.detection_list(user=self.request.user)
+
+
+class SceneDisplayApi(APIView):
+    """A scene's display: fill value, stretch, warnings and real extent. Managers change them with PATCH."""
+
+    @extend_schema(responses=SceneDisplaySerializer)
+    def get(self, request, scene_id: int):
+        scene = selectors.scene_get(user=request.user, scene_id=scene_id)
+        return Response(SceneDisplaySerializer(scene).data)
+
+    @extend_schema(request=SceneDisplayInputSerializer, responses=SceneDisplaySerializer)
+    def patch(self, request, scene_id: int):
+        scene = selectors.scene_get(user=request.user, scene_id=scene_id)
+        body = SceneDisplayInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        scene = services.scene_display_update(
+            scene=scene, role=selectors.role_of(user=request.user, project=scene.project), **body.validated_data
+        )
+        return Response(SceneDisplaySerializer(scene).data)

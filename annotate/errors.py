@@ -40,3 +40,9 @@ class SceneNotReady(DomainError):
     """A scene that has not finished its ingest."""
 
     code = "scene_not_ready"
+
+
+class TooManyRequests(DomainError):
+    """A user who already has as much queued work as the server allows."""
+
+    code = "too_many_requests"

@@ -5,7 +5,9 @@ from django.contrib.gis.geos import Polygon
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
+from . import storage
 from .models import Annotation, Detection, Membership, ObjectClass, Project, Scene
+from .uploads import raster_data_bands
 
 
 def project_list(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -57,3 +59,14 @@ def bbox_polygon(value: str) -> Polygon:
     if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
         raise ValueError("bbox must satisfy -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90")
     return Polygon.from_bbox((minx, miny, maxx, maxy))
+
+
+def scene_data_bands(*, scene: Scene) -> tuple[int, ...] | None:
+    """The image bands a re-ingest may map to RGB: from the kept upload's header, else the stored band count."""
+    try:
+        from_header = raster_data_bands(storage.absolute(scene.upload_path)) if scene.upload_path else None
+    except ValueError:  # a stored path outside DATA_DIR: not ours to read
+        from_header = None
+    if from_header:
+        return from_header
+    return tuple(range(1, scene.band_count + 1)) if scene.band_count else None

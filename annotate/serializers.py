@@ -2,11 +2,77 @@
 
 import json
 
+from django.conf import settings
+from django.contrib.gis.geos import GEOSGeometry, Polygon
+from django.http import Http404
 from rest_framework import serializers
 from rest_framework_gis.fields import GeometryField
 from rest_framework_gis.serializers import GeoFeatureModelSerializer
 
+from . import selectors, services
 from .models import Annotation, Detection, Membership, ObjectClass, Project, Scene
+from .uploads import raster_data_bands
+
+# GeoJSON types whose coordinates are one position, a list of them, or deeper lists.
+_DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
+
+
+def _positions(coordinates, depth: int) -> list:
+    """The positions of GeoJSON coordinates nested `depth` lists deep; ValidationError when malformed."""
+    if depth == 0:
+        return [coordinates]
+    if not isinstance(coordinates, list):
+        raise serializers.ValidationError("Geometry coordinates are malformed: expected nested lists of positions.")
+    found = []
+    for part in coordinates:
+        found.extend(_positions(part, depth - 1))
+        if len(found) > settings.API_MAX_VERTICES:
+            raise serializers.ValidationError(
+                f"The geometry has more than {settings.API_MAX_VERTICES:,} vertices (API_MAX_VERTICES); "
+                "simplify it first."
+            )
+    return found
+
+
+def check_geojson_coordinates(value: dict) -> None:
+    """2D positions of finite numbers within longitude [-180, 180] and latitude [-90, 90], at most API_MAX_VERTICES.
+
+    Checked on the raw JSON, before GEOS parses it, so a huge or odd payload costs nothing below.
+    """
+    depth = _DEPTH.get(value.get("type"))
+    if depth is None:
+        raise serializers.ValidationError(f"Unsupported geometry type {value.get('type')!r}; send a Polygon.")
+    for position in _positions(value["coordinates"], depth):
+        if not isinstance(position, list) or len(position) < 2:
+            raise serializers.ValidationError("Each position must be [longitude, latitude].")
+        if len(position) > 2:
+            # Refused rather than silently flattened: a height means the client sent something else than asked.
+            raise serializers.ValidationError(
+                "Positions must be 2D [longitude, latitude]; this geometry has a third value (height/Z). "
+                "Drop it (for example `ogr2ogr -dim XY`) and send it again."
+            )
+        lon, lat = position
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lon, lat)):
+            raise serializers.ValidationError("Coordinates must be numbers: [longitude, latitude].")
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise serializers.ValidationError(
+                f"Position [{lon}, {lat}] is outside longitude -180..180 / latitude -90..90; coordinates are "
+                "EPSG:4326 [longitude, latitude], in that order."
+            )
+
+
+def check_geometry_near_scene(geometry: GEOSGeometry, scene: Scene) -> None:
+    """The geometry must touch the scene and its envelope be at most API_MAX_EXTENT_RATIO x the scene's."""
+    if scene.footprint is None:
+        return
+    if not scene.footprint.intersects(geometry):
+        raise serializers.ValidationError("The geometry lies outside the scene's footprint; draw it on the scene.")
+    scene_area = Polygon.from_bbox(scene.footprint.extent).area
+    if scene_area > 0 and Polygon.from_bbox(geometry.extent).area > settings.API_MAX_EXTENT_RATIO * scene_area:
+        raise serializers.ValidationError(
+            f"The geometry spans more than {settings.API_MAX_EXTENT_RATIO} times the scene's extent "
+            "(API_MAX_EXTENT_RATIO); an example should outline one object on the scene."
+        )
 
 
 class Wgs84GeometryField(GeometryField):
@@ -21,6 +87,7 @@ class Wgs84GeometryField(GeometryField):
         if not isinstance(value, dict) or "type" not in value or "coordinates" not in value:
             raise serializers.ValidationError("Geometry must be a GeoJSON geometry with type and coordinates.")
         value = {"type": value["type"], "coordinates": value["coordinates"]}
+        check_geojson_coordinates(value)
         geometry = super().to_internal_value(value)
         geometry.srid = 4326
         return geometry
@@ -46,6 +113,20 @@ class ProjectSerializer(serializers.ModelSerializer):
         model = Project
         fields = ["id", "name", "description", "created_at", "members", "my_role"]
         read_only_fields = ["created_at"]
+        # The model's unique validator would say "project with this name already exists" only when someone
+        # else's project has it: an oracle for names a user cannot see. validate_name answers the same always.
+        extra_kwargs = {"name": {"validators": []}}
+
+    def validate_name(self, value: str) -> str:
+        """Names are unique across the server; a clash is told the same whoever holds the name."""
+        taken = Project.objects.filter(name=value)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError(
+                "This name cannot be used: it already exists or is reserved on this server. Choose another name."
+            )
+        return value
 
     def get_my_role(self, obj) -> str | None:
         """The requesting user's role."""
@@ -93,12 +174,89 @@ class SceneSerializer(serializers.ModelSerializer):
         return f"/api/scenes/{obj.pk}/thumbnail.png" if obj.status == "ready" else None
 
 
+def check_rgb_bands(bands: list[int], data_bands: tuple[int, ...] | None) -> list[int]:
+    """Three band numbers among the raster's image bands; a ValidationError stating the valid range."""
+    if len(bands) != 3:
+        raise serializers.ValidationError(
+            f"Give exactly three band numbers for red, green and blue, for example [3, 2, 1] (got {len(bands)})."
+        )
+    if data_bands and any(b not in data_bands for b in bands):
+        contiguous = tuple(range(1, len(data_bands) + 1)) == tuple(data_bands)
+        valid = f"1 to {len(data_bands)}" if contiguous else ", ".join(map(str, data_bands))
+        raise serializers.ValidationError(
+            f"Bands {bands} are not all bands of this raster: it has {len(data_bands)} image band"
+            f"{'s' if len(data_bands) != 1 else ''}; choose three of {valid} (repeats allowed, e.g. [1, 1, 1])."
+        )
+    return list(bands)
+
+
 class SceneUploadSerializer(serializers.Serializer):
-    """A multipart upload: the GeoTIFF, an optional name and optional RGB bands like `3,2,1`."""
+    """A multipart upload: the GeoTIFF, an optional name and optional RGB bands like `3,2,1`.
+
+    Bands are checked against the file's header when it can be read, so impossible bands are refused now.
+    """
 
     file = serializers.FileField()
     name = serializers.CharField(required=False, allow_blank=True, max_length=255)
-    bands = serializers.RegexField(r"^\s*\d+\s*,\s*\d+\s*,\s*\d+\s*$", required=False, allow_blank=True)
+    bands = serializers.RegexField(
+        r"^\s*\d{1,5}\s*,\s*\d{1,5}\s*,\s*\d{1,5}\s*$",
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid": "Give three band numbers for red, green and blue, like 3,2,1."},
+    )
+
+    def validate_bands(self, value: str) -> list[int] | None:
+        """`3,2,1` -> [3, 2, 1] (band 0 does not exist: bands count from 1)."""
+        if not value:
+            return None
+        bands = [int(v) for v in value.split(",")]
+        if min(bands) < 1:
+            raise serializers.ValidationError("Bands count from 1; band 0 does not exist.")
+        return bands
+
+    def validate(self, attrs: dict) -> dict:
+        """Bands among the uploaded file's image bands (its header is read; pixels are not)."""
+        if attrs.get("bands"):
+            path = getattr(attrs["file"], "temporary_file_path", lambda: None)()
+            try:
+                check_rgb_bands(attrs["bands"], raster_data_bands(path))
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"bands": exc.detail}) from exc
+        return attrs
+
+
+class AnnotationInputSerializer(serializers.Serializer):
+    """POST /api/annotations/: a GeoJSON Feature, properties `scene` and `object_class`; context: `request`.
+
+    The scene and the class are looked up among the caller's projects only: another project's and a missing
+    one get the same 404. The polygon must be valid, touch the scene and not dwarf it.
+    """
+
+    scene = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    object_class = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    geometry = Wgs84GeometryField()
+
+    def to_internal_value(self, data):
+        """Accept a Feature (properties beside the geometry) as the map sends it."""
+        if isinstance(data, dict) and isinstance(data.get("properties"), dict):
+            data = {**data["properties"], "geometry": data.get("geometry")}
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict) -> dict:
+        """Resolve scene and class within the caller's projects (404 otherwise) and check the polygon on the scene."""
+        user = self.context["request"].user
+        attrs["scene"] = selectors.scene_get(user=user, scene_id=attrs["scene"])
+        attrs["object_class"] = selectors.class_list(user=user).filter(pk=attrs["object_class"]).first()
+        if attrs["object_class"] is None:
+            raise Http404
+        if attrs["object_class"].project_id != attrs["scene"].project_id:
+            raise serializers.ValidationError({"object_class": ["The class belongs to another of your projects."]})
+        attrs["geometry"] = services.valid_polygon(attrs["geometry"])
+        try:
+            check_geometry_near_scene(attrs["geometry"], attrs["scene"])
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"geometry": exc.detail}) from exc
+        return attrs
 
 
 class AnnotationSerializer(GeoFeatureModelSerializer):

@@ -1,5 +1,6 @@
 """Tile and thumbnail endpoints: plain Django views (no DRF negotiation on the hot path)."""
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -103,6 +104,26 @@ def _visible_scene(request, scene_id: int) -> VisibleScene | None:
     return visible
 
 
+def read_only(view):
+    """GET and HEAD only; any other method gets a JSON 405 in the API's error shape.
+
+    csrf_exempt so that a POST reaches this answer instead of Django's HTML CSRF page: these views never
+    change anything, so there is nothing for CSRF to protect.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            response = JsonResponse(
+                error_body("method_not_allowed", f"Method {request.method} is not allowed here; use GET."), status=405
+            )
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request, *args, **kwargs)
+
+    return csrf_exempt(wrapper)
+
+
 def _forget(request, scene_id: int) -> None:
     """Drop a cached grant (its COG has gone)."""
     _visible_cache.pop((_credentials(request), scene_id), None)
@@ -125,7 +146,7 @@ def _cached_response(request, etag: str, render) -> HttpResponse:
     return response
 
 
-@require_GET
+@read_only
 def scene_tile(request, scene_id: int, z: int, x: int, y: int):
     """GET /api/scenes/{id}/tiles/{z}/{x}/{y}.png: 256 px WebMercatorQuad PNG, transparent off the data."""
     scene = _visible_scene(request, scene_id)
@@ -142,7 +163,7 @@ def scene_tile(request, scene_id: int, z: int, x: int, y: int):
         return _not_found()
 
 
-@require_GET
+@read_only
 def scene_thumbnail(request, scene_id: int):
     """GET /api/scenes/{id}/thumbnail.png: the whole scene, at most 256 px on its longer side."""
     scene = _visible_scene(request, scene_id)

@@ -2,8 +2,8 @@
 
 from django.conf import settings
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,12 +15,16 @@ from annotate.permissions import Action, require
 from annotate.serializers import SceneSerializer, SceneUploadSerializer
 
 from . import object_index, selectors, services
-from .serializers import JobSerializer, SimilarObjectSerializer
-
-
-def _parse_bands(value: str | None) -> list[int] | None:
-    """`3,2,1` -> [3, 2, 1]."""
-    return [int(v) for v in value.split(",")] if value else None
+from .serializers import (
+    EmbedInputSerializer,
+    IngestInputSerializer,
+    JobFilterSerializer,
+    JobSerializer,
+    RefineInputSerializer,
+    SearchInputSerializer,
+    SimilarObjectSerializer,
+    SimilarQuerySerializer,
+)
 
 
 def _too_large_message() -> str:
@@ -60,9 +64,7 @@ class SceneUploadApi(APIView):
                 uploaded=form.validated_data["file"],
                 name=form.validated_data.get("name", ""),
             )
-            job = services.ingest_job_start(
-                scene=scene, user=request.user, rgb_bands=_parse_bands(form.validated_data.get("bands"))
-            )
+            job = services.ingest_job_start(scene=scene, user=request.user, rgb_bands=form.validated_data.get("bands"))
         return Response(
             {"scene": SceneSerializer(scene).data, "job": JobSerializer(job).data}, status=status.HTTP_202_ACCEPTED
         )
@@ -71,20 +73,16 @@ class SceneUploadApi(APIView):
 class SceneIngestApi(APIView):
     """POST to run a scene's ingest again (for example with other RGB bands: `{"bands": [4, 3, 2]}`)."""
 
-    @extend_schema(
-        request=inline_serializer(
-            "IngestRequest", {"bands": serializers.ListField(child=serializers.IntegerField(), required=False)}
-        ),
-        responses={202: JobSerializer},
-    )
+    @extend_schema(request=IngestInputSerializer, responses={202: JobSerializer})
     def post(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         require(annotate_selectors.role_of(user=request.user, project=scene.project), Action.UPLOAD_SCENE)
-        bands = request.data.get("bands")
-        if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, int) for b in bands)):
-            raise DomainError("bands must be a list of three band numbers, for example [4, 3, 2].")
+        form = IngestInputSerializer(
+            data=_json_body(request), context={"data_bands": annotate_selectors.scene_data_bands(scene=scene)}
+        )
+        form.is_valid(raise_exception=True)
         with transaction.atomic():
-            job = services.ingest_job_start(scene=scene, user=request.user, rgb_bands=bands)
+            job = services.ingest_job_start(scene=scene, user=request.user, rgb_bands=form.validated_data.get("bands"))
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -93,16 +91,21 @@ class JobListApi(generics.ListAPIView):
 
     serializer_class = JobSerializer
 
-    @extend_schema(parameters=[OpenApiParameter(n, str) for n in ("project", "scene", "kind", "status")])
+    @extend_schema(parameters=[JobFilterSerializer])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        qs = selectors.job_list(user=self.request.user)
-        for param, field in (("project", "project_id"), ("scene", "scene_id"), ("kind", "kind"), ("status", "status")):
-            if value := self.request.query_params.get(param):
-                qs = qs.filter(**{field: value})
-        return qs
+        query = JobFilterSerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        return selectors.job_list(
+            user=self.request.user,
+            project_id=data.get("project"),
+            scene_id=data.get("scene"),
+            kind=data.get("kind"),
+            status=data.get("status"),
+        )
 
 
 class JobDetailApi(generics.RetrieveAPIView):
@@ -120,98 +123,83 @@ def _scene_and_role(request, scene_id: int):
     return scene, annotate_selectors.role_of(user=request.user, project=scene.project)
 
 
-EmbedRequest = inline_serializer("EmbedRequest", {"scale": serializers.FloatField(required=False, default=1.0)})
-SearchRequestSerializer = inline_serializer(
-    "SearchRequest",
-    {
-        "classes": serializers.ListField(
-            child=serializers.IntegerField(), required=False, help_text="class ids; empty = every class with examples"
-        ),
-        "thresholds": serializers.DictField(
-            child=serializers.FloatField(), required=False, help_text="class id -> minimum score (cosine similarity)"
-        ),
-        "default_threshold": serializers.FloatField(required=False, default=0.5),
-        "scale": serializers.FloatField(required=False, default=1.0, help_text="2 = enlarge twice for small objects"),
-        "negative_weight": serializers.FloatField(required=False, default=0.5),
-        "margin": serializers.FloatField(required=False, default=0.02),
-        "max_candidates": serializers.IntegerField(required=False, allow_null=True),
-        "use_accepted": serializers.BooleanField(required=False, default=True),
-    },
-)
-RefineRequest = inline_serializer(
-    "RefineRequest",
-    {
-        "detections": serializers.ListField(
-            child=serializers.IntegerField(),
-            required=False,
-            help_text="detection ids; empty = every proposed detection",
-        ),
-        "reverify": serializers.BooleanField(required=False, default=True),
-    },
-)
-
-
 def _json_body(request) -> dict:
     if not isinstance(request.data, dict):
         raise DomainError("Send a JSON object.")
     return request.data
 
 
+def _job_response(start: services.JobStart) -> Response:
+    """202 with a new job; 200 with the identical job that was already queued or running."""
+    return Response(
+        JobSerializer(start.job).data, status=status.HTTP_202_ACCEPTED if start.created else status.HTTP_200_OK
+    )
+
+
+JOB_RESPONSES = {202: JobSerializer, 200: JobSerializer}
+
+
 class SceneEmbedApi(APIView):
     """POST: compute the scene's patch embeddings (a job on the gpu queue; nothing to do when they exist)."""
 
-    @extend_schema(request=EmbedRequest, responses={202: JobSerializer})
+    @extend_schema(request=EmbedInputSerializer, responses=JOB_RESPONSES)
     def post(self, request, scene_id: int):
         scene, role = _scene_and_role(request, scene_id)
-        try:
-            scale = float(_json_body(request).get("scale", 1.0))
-        except (TypeError, ValueError) as exc:
-            raise DomainError("scale must be a number, for example 1 or 2.") from exc
+        form = EmbedInputSerializer(data=_json_body(request))
+        form.is_valid(raise_exception=True)
         with transaction.atomic():
-            job = services.embed_job_start(scene=scene, user=request.user, role=role, scale=scale)
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+            start = services.embed_job_submit(
+                scene=scene, user=request.user, role=role, scale=form.validated_data["scale"]
+            )
+        return _job_response(start)
 
 
 class SceneSearchApi(APIView):
     """POST: search the scene for objects like the project's examples (a job on the gpu queue)."""
 
-    @extend_schema(request=SearchRequestSerializer, responses={202: JobSerializer})
+    @extend_schema(request=SearchInputSerializer, responses=JOB_RESPONSES)
     def post(self, request, scene_id: int):
         scene, role = _scene_and_role(request, scene_id)
+        form = SearchInputSerializer(data=_json_body(request), context={"scene": scene})
+        form.is_valid(raise_exception=True)
         with transaction.atomic():
-            job = services.search_job_start(scene=scene, user=request.user, role=role, params=_json_body(request))
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+            start = services.search_job_submit(
+                scene=scene, user=request.user, role=role, params=form.search_request()
+            )
+        return _job_response(start)
 
 
 class SceneRefineApi(APIView):
     """POST: turn detections' boxes into SAM2 polygons (chosen ones, or every proposed one)."""
 
-    @extend_schema(request=RefineRequest, responses={202: JobSerializer})
+    @extend_schema(request=RefineInputSerializer, responses=JOB_RESPONSES)
     def post(self, request, scene_id: int):
         scene, role = _scene_and_role(request, scene_id)
-        body = _json_body(request)
-        ids = body.get("detections") or []
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-            raise DomainError("detections must be a list of detection ids.")
+        form = RefineInputSerializer(data=_json_body(request))
+        form.is_valid(raise_exception=True)
         with transaction.atomic():
-            job = services.refine_job_start(
-                scene=scene, user=request.user, role=role, detection_ids=ids, reverify=bool(body.get("reverify", True))
+            start = services.refine_job_submit(
+                scene=scene,
+                user=request.user,
+                role=role,
+                detection_ids=form.validated_data.get("detections") or [],
+                reverify=form.validated_data["reverify"],
             )
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return _job_response(start)
 
 
 class DetectionRefineApi(APIView):
     """POST: refine this one detection ("refine this" in the review page); poll the returned job."""
 
-    @extend_schema(request=None, responses={202: JobSerializer})
+    @extend_schema(request=None, responses=JOB_RESPONSES)
     def post(self, request, pk: int):
         detection = generics.get_object_or_404(annotate_selectors.detection_list(user=request.user), pk=pk)
         scene, role = _scene_and_role(request, detection.scene_id)
         with transaction.atomic():
-            job = services.refine_job_start(
+            start = services.refine_job_submit(
                 scene=scene, user=request.user, role=role, detection_ids=[detection.pk], interactive=True
             )
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return _job_response(start)
 
 
 class JobCancelApi(APIView):
@@ -232,7 +220,7 @@ class JobRetryApi(APIView):
         job = generics.get_object_or_404(selectors.job_list(user=request.user), pk=pk)
         role = annotate_selectors.role_of(user=request.user, project=job.project)
         with transaction.atomic():
-            job = services.job_requeue(job=job, role=role)
+            job = services.job_requeue(job=job, role=role, user=request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -243,24 +231,16 @@ class SimilarObjectsApi(APIView):
     `bbox=minlon,minlat,maxlon,maxlat` (the spatial filter and the vector ranking run as one query).
     """
 
-    @extend_schema(
-        parameters=[OpenApiParameter(n, int) for n in ("annotation", "detection", "k", "scene")]
-        + [OpenApiParameter("bbox", str)],
-        responses={200: SimilarObjectSerializer(many=True)},
-    )
+    @extend_schema(parameters=[SimilarQuerySerializer], responses={200: SimilarObjectSerializer(many=True)})
     def get(self, request, project_id: int):
         project = annotate_selectors.project_get(user=request.user, project_id=project_id)
-        params = request.query_params
-        try:
-            annotation_id = int(params["annotation"]) if params.get("annotation") else None
-            detection_id = int(params["detection"]) if params.get("detection") else None
-            k = min(max(int(params.get("k", 20)), 1), 200)
-            scene_id = int(params["scene"]) if params.get("scene") else None
-            bbox = annotate_selectors.bbox_polygon(params["bbox"]) if params.get("bbox") else None
-        except ValueError as exc:
-            raise DomainError(f"Bad query parameter: {exc}") from exc
-        if (annotation_id is None) == (detection_id is None):
-            raise DomainError("Give exactly one of annotation=ID or detection=ID.")
-        source = selectors.object_embedding_get(project=project, annotation_id=annotation_id, detection_id=detection_id)
-        found = object_index.objects_similar(project=project, source=source, k=k, bbox=bbox, scene_id=scene_id)
+        query = SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        source = selectors.object_embedding_get(
+            project=project, annotation_id=q.get("annotation"), detection_id=q.get("detection")
+        )
+        found = object_index.objects_similar(
+            project=project, source=source, k=q["k"], bbox=q.get("bbox"), scene_id=q.get("scene")
+        )
         return Response(SimilarObjectSerializer(found, many=True).data)

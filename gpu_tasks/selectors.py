@@ -10,9 +10,18 @@ from annotate.models import Annotation, Detection, Project
 from .models import Job, ObjectEmbedding
 
 
-def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
-    """Jobs of the user's projects."""
-    return Job.objects.filter(project__memberships__user=user)
+def job_list(
+    *,
+    user: AbstractBaseUser,
+    project_id: int | None = None,
+    scene_id: int | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+) -> QuerySet[Job]:
+    """Jobs of the user's projects, optionally of one project, scene, kind or status (validated values)."""
+    qs = Job.objects.filter(project__memberships__user=user)
+    filters = {"project_id": project_id, "scene_id": scene_id, "kind": kind, "status": status}
+    return qs.filter(**{field: value for field, value in filters.items() if value is not None})
 
 
 def object_embedding_get(*, project: Project, annotation_id: int | None, detection_id: int | None) -> ObjectEmbedding:

@@ -3,7 +3,9 @@
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -16,12 +18,16 @@ from annotate.models import Scene, SceneStatus
 from annotate.permissions import Action, require
 from annotate.services import scene_ingest
 
+from . import job_admission
 from .embedding import grid_summary, scene_grid_ensure, scene_grids_delete
 from .inference.errors import Cancelled, IncompatibleEmbeddings, ModelUnavailable
 from .models import Job, JobKind, JobStatus
 from .profiling import job_profiling, trace_path
 from .refinement import detections_refine
 from .visual_search import SearchRequest, scene_search
+
+if TYPE_CHECKING:
+    from .visual_search import SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +149,23 @@ def job_mark_cancelled(*, job: Job, result: dict | None = None) -> Job:
     return job
 
 
+# Who may start a job of each kind, and so retry or cancel one (a reviewer may not re-run an ingest).
+JOB_KIND_ACTION: dict[str, Action] = {
+    JobKind.INGEST: Action.UPLOAD_SCENE,
+    JobKind.EMBED: Action.RUN_JOBS,
+    JobKind.SEARCH: Action.RUN_JOBS,
+    JobKind.REFINE: Action.RUN_JOBS,
+}
+
+
+def job_kind_require(*, kind: str, role: str | None) -> None:
+    """NotAllowed unless the role may start jobs of this kind (kinds not in the table: managers only)."""
+    require(role, JOB_KIND_ACTION.get(kind, Action.EDIT_PROJECT))
+
+
 def job_cancel(*, job: Job, role: str | None) -> Job:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next batch."""
-    require(role, Action.RUN_JOBS)
+    job_kind_require(kind=job.kind, role=role)
     if job.status in JobStatus.finished():
         raise Conflict(f"The job has already {job.status}; there is nothing to cancel.")
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
@@ -166,11 +186,16 @@ def job_is_stalled(job: Job) -> bool:
     return timezone.now() - job.heartbeat_at > timedelta(seconds=settings.JOB_STALE_AFTER_S)
 
 
-def job_requeue(*, job: Job, role: str | None) -> Job:
-    """Queue a failed, cancelled or stalled job again with the same parameters (its output is replaced)."""
-    require(role, Action.RUN_JOBS)
+def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = None) -> Job:
+    """Queue a failed, cancelled or stalled job again with the same parameters (its output is replaced).
+
+    Needs the permission to start a job of its kind; a GPU job counts against `user`'s pending jobs.
+    """
+    job_kind_require(kind=job.kind, role=role)
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) and not job_is_stalled(job):
         raise Conflict(f"The job is {job.status}; only failed, cancelled or stalled jobs can be run again.")
+    if job.kind in job_admission.GPU_KINDS:
+        job_admission.user_pending_check(user=user)
     Job.objects.filter(pk=job.pk).update(
         status=JobStatus.QUEUED,
         cancel_requested=False,
@@ -281,37 +306,106 @@ def ingest_job_run(*, job_id: int, progress_extra: Callable[[float, str], None] 
 
 
 # ------------------------------------------------------------------------------------------ embed, search, refine
-def _scene_job_start(
+@dataclass(frozen=True)
+class JobStart:
+    """The outcome of asking for a job: the job, and whether it is new (else an identical one was pending)."""
+
+    job: Job
+    created: bool
+
+
+def _scene_job_submit(
     *, kind: str, scene: Scene, user: AbstractBaseUser | None, role: str | None, params: dict, enqueue: bool = True
-) -> Job:
-    """Create a GPU job for a ready scene and queue it once the transaction commits (unless run inline)."""
-    require(role, Action.RUN_JOBS)
+) -> JobStart:
+    """Admit a GPU job for a ready scene (cost, per-user cap, duplicates) and queue it once the transaction commits.
+
+    An identical job already queued or running is returned instead of a new one. enqueue=False: run inline.
+    """
+    job_kind_require(kind=kind, role=role)
     if scene.status != SceneStatus.READY:
         raise SceneNotReady(f"Scene {scene.name!r} is {scene.status}; wait until its ingest has finished.")
-    job = job_create(kind=kind, project_id=scene.project_id, scene=scene, user=user, params=params)
-    if enqueue:
-        _enqueue(job)
-    return job
+    with transaction.atomic():
+        if enqueue and (existing := job_admission.gpu_job_admit(kind=kind, scene=scene, user=user, params=params)):
+            return JobStart(job=existing, created=False)
+        if not enqueue:  # run inline by an operator's command or a test: still bounded in cost
+            job_admission.job_cost_check(cost=job_admission.job_cost_estimate(kind=kind, scene=scene, params=params))
+        job = job_create(kind=kind, project_id=scene.project_id, scene=scene, user=user, params=params)
+        if enqueue:
+            _enqueue(job)
+    return JobStart(job=job, created=True)
+
+
+def embed_job_submit(
+    *, scene: Scene, user: AbstractBaseUser | None, role: str | None, scale: float = 1.0, enqueue: bool = True
+) -> JobStart:
+    """Ask for the embedding of a scene's patch grid at `scale` (the job does nothing when it exists)."""
+    return _scene_job_submit(
+        kind=JobKind.EMBED, scene=scene, user=user, role=role, params={"scale": float(scale)}, enqueue=enqueue
+    )
 
 
 def embed_job_start(
     *, scene: Scene, user: AbstractBaseUser | None, role: str | None, scale: float = 1.0, enqueue: bool = True
 ) -> Job:
     """Queue the embedding of a scene's patch grid (does nothing when it exists)."""
-    if not 0 < float(scale) <= 8:
-        raise DomainError("scale must be above 0 and at most 8.")
-    return _scene_job_start(
-        kind=JobKind.EMBED, scene=scene, user=user, role=role, params={"scale": float(scale)}, enqueue=enqueue
+    return embed_job_submit(scene=scene, user=user, role=role, scale=scale, enqueue=enqueue).job
+
+
+def search_job_submit(
+    *,
+    scene: Scene,
+    user: AbstractBaseUser | None,
+    role: str | None,
+    params: "SearchRequest | dict",
+    enqueue: bool = True,
+) -> JobStart:
+    """Ask for a visual search of a scene; `params` is a validated SearchRequest (a dict is validated first)."""
+    if isinstance(params, dict):
+        from .serializers import search_request_from_dict  # the one validation of search params
+
+        params = search_request_from_dict(params, scene=scene)
+    return _scene_job_submit(
+        kind=JobKind.SEARCH, scene=scene, user=user, role=role, params=params.to_params(), enqueue=enqueue
     )
 
 
 def search_job_start(
-    *, scene: Scene, user: AbstractBaseUser | None, role: str | None, params: dict, enqueue: bool = True
+    *,
+    scene: Scene,
+    user: AbstractBaseUser | None,
+    role: str | None,
+    params: "SearchRequest | dict",
+    enqueue: bool = True,
 ) -> Job:
     """Queue a visual search of a scene (params are validated now, so a bad request fails at once)."""
-    request = SearchRequest.from_params(params)
-    return _scene_job_start(
-        kind=JobKind.SEARCH, scene=scene, user=user, role=role, params=request.to_params(), enqueue=enqueue
+    return search_job_submit(scene=scene, user=user, role=role, params=params, enqueue=enqueue).job
+
+
+def refine_job_submit(
+    *,
+    scene: Scene,
+    user: AbstractBaseUser | None,
+    role: str | None,
+    detection_ids: Sequence[int] | None = None,
+    reverify: bool = True,
+    interactive: bool = False,
+    enqueue: bool = True,
+) -> JobStart:
+    """Ask for SAM2 refinement of chosen detections (or all proposed ones) of a scene.
+
+    interactive: a reviewer waits for it ("refine this"): it goes to the gpu_interactive queue, whose worker
+    is never busy with a long search.
+    """
+    ids = sorted({int(i) for i in detection_ids or []})  # normalised, so identical requests compare equal
+    if ids and scene.detections.filter(pk__in=ids).count() != len(ids):
+        raise DomainError("Some detections are not in this scene (or were deleted); reload and retry.")
+    return _scene_job_submit(
+        kind=JobKind.REFINE,
+        scene=scene,
+        user=user,
+        role=role,
+        params={"detection_ids": ids, "reverify": bool(reverify), "interactive": bool(interactive)},
+        enqueue=enqueue,
     )
 
 
@@ -320,27 +414,16 @@ def refine_job_start(
     scene: Scene,
     user: AbstractBaseUser | None,
     role: str | None,
-    detection_ids: list[int] | None = None,
+    detection_ids: Sequence[int] | None = None,
     reverify: bool = True,
     interactive: bool = False,
     enqueue: bool = True,
 ) -> Job:
-    """Queue SAM2 refinement of chosen detections (or all proposed ones) of a scene.
-
-    interactive: a reviewer waits for it ("refine this"): it goes to the gpu_interactive queue, whose worker
-    is never busy with a long search.
-    """
-    ids = [int(i) for i in detection_ids or []]
-    if ids and scene.detections.filter(pk__in=ids).count() != len(set(ids)):
-        raise DomainError("Some detections are not in this scene (or were deleted); reload and retry.")
-    return _scene_job_start(
-        kind=JobKind.REFINE,
-        scene=scene,
-        user=user,
-        role=role,
-        params={"detection_ids": ids, "reverify": bool(reverify), "interactive": bool(interactive)},
-        enqueue=enqueue,
-    )
+    """Queue SAM2 refinement of chosen detections (or all proposed ones) of a scene."""
+    return refine_job_submit(
+        scene=scene, user=user, role=role, detection_ids=detection_ids, reverify=reverify,
+        interactive=interactive, enqueue=enqueue,
+    ).job
 
 
 def _scene_job(job_id: int) -> Job:

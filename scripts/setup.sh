@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup for a Debian/Ubuntu machine: system packages, PostgreSQL+PostGIS+pgvector,
-# Redis, Chromium, the Python virtualenv, the front-end build, database role and migrations.
+# Redis, Chromium, nginx, the Python virtualenv, the front-end build, database role and migrations.
 # Every step checks first and skips what is already done, so running it twice does no harm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,16 @@ PGV=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
 command -v redis-server >/dev/null || apt_install redis-server
 command -v node >/dev/null || apt_install nodejs npm
 apt_install "postgresql-$PGV-postgis-3" chromium fonts-dejavu-core
+# nginx: the demo runs a private instance of it in front of gunicorn (Procfile `proxy:`, its own config,
+# pid and temp folders under var/). Where installing it started the system's service (port 80, default
+# site), stop and disable that one: nothing here uses it.
+if ! dpkg -s nginx >/dev/null 2>&1; then
+  apt_install nginx
+  if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+    step "stopping the system nginx service (the demo starts its own)"
+    $SUDO systemctl disable --now nginx
+  fi
+fi
 
 # pgvector: a package where the distribution has one (Debian 13, Ubuntu 24.04), otherwise built
 # from Debian trixie's source package through a private apt state (system sources stay untouched).

@@ -119,7 +119,7 @@ def proxy_command(conf_dir: Path, listen_port: int, upstream_port: int, log: Pat
     subprocess.run([sys.executable, str(ROOT / "scripts/nginx_conf.py"), "--listen", f"127.0.0.1:{listen_port}",
                     "--upstream", f"127.0.0.1:{upstream_port}", "--access-log", str(log), "--out", str(conf)],
                    check=True)
-    return ["nginx", "-p", str(conf_dir), "-c", conf.name, "-g", "daemon off;"]
+    return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(conf_dir), "-c", conf.name, "-g", "daemon off;"]
 
 
 def start(cmd: list[str], health_url: str, env: dict, log) -> subprocess.Popen:

@@ -17,6 +17,8 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent.parent
 # Short, so that the cut-off is seen within the test; the demo's default is 10 s.
 CLIENT_TIMEOUT_S = 3
+# Debian puts it in /usr/sbin, which is not on a normal user's PATH.
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def free_ports(count: int) -> list[int]:
@@ -63,7 +65,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(django_db_setup, django_db_blocker, tmp_path_factory):
     """gunicorn on a free port against the test database, nginx in front of it; both stopped at the end."""
-    if shutil.which("nginx") is None:
+    if not os.access(NGINX, os.X_OK):
         pytest.fail("nginx is not installed: run scripts/setup.sh (it installs Debian's nginx package)")
     tmp = tmp_path_factory.mktemp("serving")
     with django_db_blocker.unblock():
@@ -93,7 +95,7 @@ def served(django_db_setup, django_db_blocker, tmp_path_factory):
             # The Procfile's own gunicorn line, so the flags tested are the ones users run.
             procs.append(subprocess.Popen(["bash", "-c", f"exec {procfile_command('web')}"], cwd=ROOT, env=env,
                                           stdout=web_log, stderr=subprocess.STDOUT, start_new_session=True))
-            procs.append(subprocess.Popen(["nginx", "-p", str(conf.parent), "-c", conf.name, "-g", "daemon off;"],
+            procs.append(subprocess.Popen([NGINX, "-p", str(conf.parent), "-c", conf.name, "-g", "daemon off;"],
                                           cwd=ROOT, env=env, stdout=proxy_log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
         wait_until_up(f"http://127.0.0.1:{direct_port}/login/", procs[0], logs["web"])

@@ -61,5 +61,9 @@ export function renderModelNotice(box: HTMLElement, status: ModelStatus): void {
 
 /** Why Search cannot run now (for the error box when the button is pressed anyway). */
 export function searchBlockedText(status: ModelStatus): string {
-  return `Search needs the ${status.backbone.model} model, which is not installed on this server: ${status.backbone.hint}`;
+  const m = status.backbone;
+  const how = m.fetchable
+    ? `an administrator installs it with "${status.fetch_command}" on a machine with internet (see the note under Search this scene).`
+    : m.hint;
+  return `Search needs the ${m.model} model, which is not installed on this server: ${how}`;
 }

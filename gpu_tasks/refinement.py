@@ -43,9 +43,14 @@ def _search_grid(scene: Scene, detections: list[Detection]) -> PatchGrid | None:
     return None
 
 
+def _prompt_polygon(detection: Detection) -> Polygon:
+    """What SAM2 is prompted with: the proposer's box, else (older rows) the detection's current box."""
+    return detection.prompt_box or detection.bbox or detection.geometry.envelope
+
+
 def _box_px(scene: Scene, detection: Detection) -> list[float]:
-    """The detection's XYXY box in scene pixels."""
-    ring = np.asarray(polygon_px(scene, detection.geometry)[0])
+    """The detection's prompt box (never its last outline, which would grow with each refinement), XYXY px."""
+    ring = np.asarray(polygon_px(scene, _prompt_polygon(detection))[0])
     (x0, y0), (x1, y1) = ring.min(axis=0), ring.max(axis=0)
     return [float(x0), float(y0), float(x1), float(y1)]
 
@@ -138,6 +143,8 @@ def detections_refine(
             updated = Detection.objects.filter(pk=det.pk, version=det.version).update(
                 geometry=polygon,
                 bbox=polygon.envelope,
+                # An older row without one keeps the box it was first refined from; a set one is never replaced.
+                **({"prompt_box": _prompt_polygon(det)} if det.prompt_box is None else {}),
                 source=DetectionSource.REFINE,
                 score=score,
                 version=F("version") + 1,

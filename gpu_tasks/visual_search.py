@@ -19,6 +19,8 @@ from .profiling import stage
 
 # A candidate overlapping a reviewed detection or an example this much is that object again: not proposed.
 KNOWN_OBJECT_IOU = 0.3
+# Unreviewed proposals a new search of their class replaces: its own, whether or not refined since.
+REPLACED_SOURCES = (DetectionSource.SEARCH, DetectionSource.REFINE)
 # Examples per class measured for the typical object size (the newest ones).
 SIZE_SAMPLE = 200
 
@@ -175,9 +177,11 @@ def scene_search(
     searched_ids = [p.class_id for p in protos]
     by_id = {c.pk: c for c in classes}
     with stage("save_detections", timings), transaction.atomic():
+        # Refinement changes a proposal's source but not its review state: a refined, unreviewed proposal is
+        # still this pipeline's output and goes too, or the new boxes would land beside the old outlines.
         _, deleted = Detection.objects.filter(
             scene=scene,
-            source=DetectionSource.SEARCH,
+            source__in=REPLACED_SOURCES,
             status=DetectionStatus.PROPOSED,
             object_class_id__in=searched_ids,
         ).delete()
@@ -191,6 +195,7 @@ def scene_search(
                     object_class=by_id[c.class_id],
                     geometry=polygon,
                     bbox=polygon.envelope,
+                    prompt_box=polygon,  # what refinement prompts SAM2 with, however often it runs
                     score=float(np.clip(c.score, 0.0, 1.0)),
                     source=DetectionSource.SEARCH,
                     model_key=grid.space_key,

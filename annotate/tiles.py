@@ -53,19 +53,26 @@ def _enter_env() -> None:
 
 @dataclass(frozen=True)
 class TileStyle:
-    """How a scene is drawn: which COG bands are R, G, B and each one's display range."""
+    """How a scene is drawn: which COG bands are R, G, B, each one's display range, and a fill value to hide."""
 
     rgb_bands: tuple[int, int, int]
     ranges: tuple[tuple[float, float], ...]
     is_byte_identity: bool
+    nodata: float | None = None
 
     @classmethod
-    def for_scene(cls, rgb_bands, stretch, dtype: str) -> "TileStyle":
-        """The style stored on a scene."""
+    def for_scene(cls, rgb_bands, stretch, dtype: str, nodata: float | None = None) -> "TileStyle":
+        """The style stored on a scene (`nodata`: a manager's fill value, shown transparent)."""
         rgb = tuple(int(b) for b in rgb_bands)
         ranges = tuple((float(stretch[b - 1][0]), float(stretch[b - 1][1])) for b in rgb)
         identity = dtype == "uint8" and all(r == (0.0, 255.0) for r in ranges)
-        return cls(rgb_bands=rgb, ranges=ranges, is_byte_identity=identity)
+        return cls(rgb_bands=rgb, ranges=ranges, is_byte_identity=identity,
+                   nodata=None if nodata is None else float(nodata))
+
+    @property
+    def resampling(self) -> str:
+        """Bilinear, except with a fill value: blending -9999 into its neighbours would draw a dark fringe."""
+        return "bilinear" if self.nodata is None else "nearest"
 
     def etag_part(self) -> str:
         """A short digest of the style, for ETags."""
@@ -125,14 +132,15 @@ def _warp_dtype(dtype: str) -> str:
     return "float32" if dtype == "float64" else dtype
 
 
-def _read_tile(reader: Reader, grid: "_Grid | None", x: int, y: int, z: int, indexes: tuple[int, ...]):
+def _read_tile(reader: Reader, grid: "_Grid | None", x: int, y: int, z: int, indexes: tuple[int, ...],
+               resampling: str = "bilinear"):
     """The same pixels as `reader.tile(...)`, without its per-tile PROJ work (footprint test, COG resolution)."""
     if grid is None:
         ds = reader.dataset
         # Same-CRS COGs are read through their mask directly; only a warp needs the float64 work-around.
         warped = ds.crs != reader.tms.rasterio_crs and ds.dtypes[0] == "float64"
         vrt = {"dtype": _warp_dtype(ds.dtypes[0])} if warped else {}
-        return reader.tile(x, y, z, tilesize=TILE_PX, indexes=indexes, resampling_method="bilinear", vrt_options=vrt)
+        return reader.tile(x, y, z, tilesize=TILE_PX, indexes=indexes, resampling_method=resampling, vrt_options=vrt)
     west, south, east, north = reader.tms.xy_bounds(Tile(x=x, y=y, z=z))
     left, bottom, right, top = grid.bounds
     if not (west < right and east > left and north > bottom and south < top):
@@ -146,7 +154,7 @@ def _read_tile(reader: Reader, grid: "_Grid | None", x: int, y: int, z: int, ind
     vrt_options = {"crs": reader.tms.rasterio_crs, "transform": from_bounds(west, south, east, north, width, height),
                    "width": width, "height": height, "dtype": _warp_dtype(reader.dataset.dtypes[0])}
     return read(reader.dataset, indexes=indexes, width=TILE_PX, height=TILE_PX, vrt_options=vrt_options,
-                resampling_method="bilinear")
+                resampling_method=resampling)
 
 
 def encode_png(rgb: np.ndarray, alpha: np.ndarray) -> bytes:
@@ -159,6 +167,15 @@ def encode_png(rgb: np.ndarray, alpha: np.ndarray) -> bytes:
     # its default level 6, and no larger (benchmarks/README.md).
     Image.fromarray(rgba).save(out, "PNG", compress_type=zlib.Z_RLE)
     return out.getvalue()
+
+
+def _hide_fill(image, nodata: float | None):
+    """Mask the pixels where any band holds the fill value (a value the file did not declare as nodata)."""
+    if nodata is not None:
+        data = image.array.data
+        fill = data == np.asarray(nodata).astype(data.dtype)
+        image.array.mask = np.ma.getmaskarray(image.array) | fill.any(axis=0)
+    return image
 
 
 def _alpha(image) -> np.ndarray:
@@ -181,7 +198,7 @@ def render_tile(path: Path, style: TileStyle, z: int, x: int, y: int) -> bytes |
     """The PNG of one tile, or None when the tile does not touch the scene."""
     reader, grid = _reader(path)
     try:
-        image = _read_tile(reader, grid, x, y, z, style.rgb_bands)
+        image = _hide_fill(_read_tile(reader, grid, x, y, z, style.rgb_bands, style.resampling), style.nodata)
     except TileOutsideBounds:
         return None
     alpha = _alpha(image)
@@ -196,5 +213,5 @@ EMPTY_PNG = encode_png(np.zeros((3, TILE_PX, TILE_PX), "uint8"), np.zeros((TILE_
 def render_preview(path: Path, style: TileStyle, max_size: int = TILE_PX) -> bytes:
     """A PNG of the whole scene, at most max_size px on its longer side."""
     reader, _ = _reader(path)
-    image = reader.preview(indexes=style.rgb_bands, max_size=max_size)
+    image = _hide_fill(reader.preview(indexes=style.rgb_bands, max_size=max_size), style.nodata)
     return _encode(image, style, _alpha(image))

@@ -28,6 +28,7 @@ api = [
     path("scenes/<int:scene_id>/ingest/", job_apis.SceneIngestApi.as_view(), name="api-scene-ingest"),
     path("scenes/<int:scene_id>/tiles/<int:z>/<int:x>/<int:y>.png", tile_views.scene_tile, name="api-tile"),
     path("scenes/<int:scene_id>/thumbnail.png", tile_views.scene_thumbnail, name="api-thumbnail"),
+    path("scenes/<int:scene_id>/display/", annotate_apis.SceneDisplayApi.as_view(), name="api-scene-display"),
     path("annotations/", annotate_apis.AnnotationListCreateApi.as_view(), name="api-annotations"),
     path("annotations/<int:pk>/", annotate_apis.AnnotationDetailApi.as_view(), name="api-annotation"),
     path("detections/", annotate_apis.DetectionListApi.as_view(), name="api-detections"),

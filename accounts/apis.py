@@ -5,10 +5,13 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 
 from .login_throttle import login_failures_forget
+from .serializers import TokenObtainInputSerializer
 
 
 class TokenObtainApi(ObtainAuthToken):
     """POST username and password, get the user's API token; 429 with the retry time while locked out."""
+
+    serializer_class = TokenObtainInputSerializer
 
     def get_serializer_context(self) -> dict:
         """Authenticate with Django's request: django-axes marks a lockout on it, and its middleware answers it.

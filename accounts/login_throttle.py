@@ -13,6 +13,7 @@ from axes.handlers.database import AxesDatabaseHandler
 from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -21,6 +22,18 @@ from django.utils import timezone
 from annotate.api_errors import error_body
 
 LOCKED_OUT_CODE = "login_locked"
+_RECORDED_USERNAME_MAX = AccessAttempt._meta.get_field("username").max_length
+
+
+def attempt_username(request: HttpRequest, credentials: dict | None) -> str | None:
+    """AXES_USERNAME_CALLABLE: the username axes would take, cut to what its table holds.
+
+    Django's login forms do not bound the username (AuthenticationForm sets max_length after the field's
+    validators are made), so a 300-character one failed to be recorded as a failure and answered 500.
+    """
+    field = settings.AXES_USERNAME_FORM_FIELD
+    username = credentials.get(field) if credentials else getattr(request, "data", request.POST).get(field)
+    return username[:_RECORDED_USERNAME_MAX] if isinstance(username, str) else username
 
 
 class LoginThrottleBackend(AxesStandaloneBackend):

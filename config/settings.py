@@ -258,6 +258,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False  # too broad: see accounts.login_throttle.login_failures_forget
 AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
+AXES_USERNAME_CALLABLE = "accounts.login_throttle.attempt_username"
 # The client address. Direct (TRUSTED_PROXY_COUNT=0): the connection's address; X-Forwarded-For is ignored, since
 # anyone can send it. Behind N proxies that each append to X-Forwarded-For (the bundled nginx: 1), the N-th
 # entry from the right; entries further left are the client's own claims. django-ipware counts only the

@@ -187,3 +187,23 @@ def test_locked_out_user_keeps_working_sessions_and_tokens(manager):
     assert api.get("/api/projects/").status_code == 200
     make_user("late")
     assert token_post("late", "pw-late", REMOTE_ADDR="192.0.2.200").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("a" * 151, "password"), ("manager", "p" * 4097), ("man\x00ager", "password"), ("", "password")],
+)
+def test_malformed_credentials_answer_400_not_500(manager, username, password):
+    """A username longer than any account could not even be recorded as a failure (it was a 500)."""
+    response = token_post(username, password)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    assert not AccessAttempt.objects.exists()
+
+
+@pytest.mark.parametrize("url", [LOGIN_URL, "/admin/login/"])
+def test_login_forms_count_an_overlong_username_instead_of_failing(manager, url):
+    """Django's login forms do not bound the username; recording it as a failure answered 500."""
+    response = Client().post(url, {"username": "a" * 300, "password": "password"})
+    assert response.status_code == 200
+    assert AccessAttempt.objects.get().username == "a" * 255

@@ -101,17 +101,27 @@ def _area_px(rings: list) -> float:
     return areas[0] - sum(areas[1:])
 
 
-def _typical_object_cells(scene: Scene, classes: list[ObjectClass], cell_px: float) -> dict[int, float]:
-    """Median area per class of its examples and accepted detections (any scene of the project), in grid cells."""
-    sizes = {}
+def _object_sizes_cells(
+    scene: Scene, classes: list[ObjectClass], cell_px: float
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Per class, from its examples and accepted detections (any scene of the project), in this grid's cells:
+    the median area (typical object), and the largest box counting every cell it can touch (the size limit).
+    """
+    typical, largest = {}, {}
     for cls in classes:
         geoms = [a.geometry for a in Annotation.objects.filter(object_class=cls).order_by("-created_at")[:SIZE_SAMPLE]]
         if len(geoms) < SIZE_SAMPLE:
             accepted = Detection.objects.filter(object_class=cls, status=DetectionStatus.ACCEPTED)
             geoms += [d.geometry for d in accepted.order_by("-created_at")[: SIZE_SAMPLE - len(geoms)]]
-        if geoms:
-            sizes[cls.pk] = float(np.median([_area_px(polygon_px(scene, g)) for g in geoms])) / cell_px**2
-    return sizes
+        if not geoms:
+            continue
+        rings = [polygon_px(scene, g) for g in geoms]
+        typical[cls.pk] = float(np.median([_area_px(r) for r in rings])) / cell_px**2
+        extents = np.asarray([np.ptp(np.asarray(r[0], dtype=np.float64), axis=0) for r in rings]) / cell_px
+        # An object w cells wide straddles up to ceil(w) + 1 cells, and a candidate's box is whole cells.
+        # (Less a hair, so that a box exactly 4 cells wide, read back through the CRS, counts as 4.)
+        largest[cls.pk] = float(np.max(np.prod(np.ceil(extents - 1e-6) + 1, axis=1)))
+    return typical, largest
 
 
 def _box_polygon_lonlat(scene: Scene, box_px) -> Polygon:
@@ -156,6 +166,7 @@ def scene_search(
         classes=classes,
         use_accepted=request.use_accepted,
     )
+    typical_cells, largest_cells = _object_sizes_cells(scene, classes, meta.cell_px)
     params = SearchParams(
         thresholds=request.thresholds,
         default_threshold=request.default_threshold,
@@ -163,12 +174,15 @@ def scene_search(
         margin=request.margin,
         max_candidates=request.max_candidates,
         # Touching objects of a class are split only where the component is larger than its examples.
-        object_cells=_typical_object_cells(scene, classes, meta.cell_px),
+        object_cells=typical_cells,
+        # A candidate far larger than every example (a whole scene of look-alike texture) is no object.
+        max_object_cells=largest_cells,
     )
     with stage("similarity", timings):
         best_class, best_score = score_grid(tokens, protos, params)
     with stage("components", timings):
-        candidates = find_candidates(best_class, best_score, meta, params)
+        dropped: dict = {}
+        candidates = find_candidates(best_class, best_score, meta, params, counts=dropped)
     known = _known_boxes_px(scene)
     fresh = [
         c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max() < KNOWN_OBJECT_IOU
@@ -210,6 +224,7 @@ def scene_search(
         "detections": len(rows),
         "replaced": replaced,
         "skipped_known": len(candidates) - len(fresh),
+        "dropped_oversize": dropped.get("dropped_oversize", 0),
         "per_class": per_class,
         "examples": {by_id[k].name: v for k, v in counts.items()},
         "grid": grid_summary(grid),

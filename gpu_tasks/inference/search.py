@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     import torch
 
 
+# A candidate box larger than this many times the class's largest example box is dropped (see SearchParams).
+# 8 lets an object up to ~2.8x the largest example's width through; a whole-scene blob is far beyond it.
+OVERSIZE_FACTOR = 8.0
+
+
 @dataclass
 class SearchParams:
     """Scoring and candidate-extraction settings of one search."""
@@ -41,6 +46,12 @@ class SearchParams:
     # a known size is never split.
     split_prominence: float | None = 0.05  # None: never split
     object_cells: dict[int, float] = field(default_factory=dict)
+    # A candidate whose box covers more than oversize_factor x the largest example's box (class_id -> its area
+    # in grid cells, counting every cell the example can touch) is not an object of that class but a region
+    # that looks like it (a field of roofs, a whole scene of canopy): after the split above it is dropped and
+    # counted. A class without a known size is never dropped; None switches the check off.
+    max_object_cells: dict[int, float] = field(default_factory=dict)
+    oversize_factor: float | None = OVERSIZE_FACTOR
     # Cells scored per step (~24 MB of float32 tokens at d=384): small enough for the cast, norm and matmul to
     # reuse the cache (64 MB chunks measured ~1.5x slower), large enough that the per-op thread barriers stay
     # few (4k-cell chunks were erratic on an oversubscribed 2-core machine).
@@ -388,9 +399,14 @@ def find_candidates(
     meta: GridMeta,
     params: SearchParams,
     timings: dict | None = None,
+    counts: dict | None = None,
 ) -> list[Candidate]:
-    """Connected components (8-connected) of each class's cells -> boxes in native px, NMS'd and ranked."""
+    """Connected components (8-connected) of each class's cells -> boxes in native px, NMS'd and ranked.
+
+    counts (when given) receives "dropped_oversize": candidates dropped as far larger than their class's examples.
+    """
     t0 = time.perf_counter()
+    dropped_oversize = 0
     cell = meta.cell_px
     limit = np.array([meta.scene_width_px, meta.scene_height_px] * 2, dtype=np.float64)
     parts: list[tuple[np.ndarray, ...]] = []  # (class ids, peak scores, boxes, cells, mean scores) per class
@@ -422,6 +438,11 @@ def find_candidates(
             x1, y1 = x0 + stats[:, cv2.CC_STAT_WIDTH], y0 + stats[:, cv2.CC_STAT_HEIGHT]
         ok = np.flatnonzero(area >= params.min_cells)
         ok = ok[ok > 0]  # label 0 is the background
+        largest = params.max_object_cells.get(int(class_id))
+        if params.oversize_factor is not None and largest:
+            oversize = (x1[ok] - x0[ok]) * (y1[ok] - y0[ok]) > params.oversize_factor * largest
+            dropped_oversize += int(oversize.sum())
+            ok = ok[~oversize]
         if not ok.size:
             continue
         boxes = np.minimum(np.stack([x0[ok], y0[ok], x1[ok], y1[ok]], axis=1) * cell, limit)
@@ -430,6 +451,8 @@ def find_candidates(
         parts.append(
             (np.full(len(keep), class_id), peak[ok_idx], boxes[keep], area[ok_idx], total[ok_idx] / area[ok_idx])
         )
+    if counts is not None:
+        counts["dropped_oversize"] = counts.get("dropped_oversize", 0) + dropped_oversize
     if not parts:
         _add_time(timings, "candidates", time.perf_counter() - t0)
         return []

@@ -6,6 +6,7 @@ import pytest
 from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus
 from gpu_tasks import runtime
 from gpu_tasks.models import JobStatus, PatchGrid
+from gpu_tasks.object_index import polygon_px
 from gpu_tasks.services import embed_job_run, embed_job_start, job_cancel, search_job_run, search_job_start
 from tests.conftest import client_for
 from tests.gpu_tasks.support import PLANTED, ColourEmbedder, planted_scene, polygon_centre_px, px_box_to_polygon
@@ -218,7 +219,7 @@ def test_similar_objects_ranks_the_same_kind_first(scene, manager, outsider, emb
 
 
 def test_typical_object_size_comes_from_the_examples_in_this_scenes_cells(scene, manager):
-    from gpu_tasks.visual_search import _typical_object_cells
+    from gpu_tasks.visual_search import _object_sizes_cells
 
     kiln, pond = cls(scene.project, "Brick Kiln"), cls(scene.project, "Pond-1")
     draw_example(scene, manager, "Brick Kiln", "red_a", inset=8)
@@ -228,14 +229,33 @@ def test_typical_object_size_comes_from_the_examples_in_this_scenes_cells(scene,
     for name, inset in (("red_a", 8), ("red_b", 4), ("red_seam", 8)):
         x0, y0, x1, y1 = BY_NAME[name].box_px
         areas.append((x1 - x0 - 2 * inset) * (y1 - y0 - 2 * inset))
-    sizes = _typical_object_cells(scene, [kiln, pond], cell_px=14.0)
-    assert set(sizes) == {kiln.pk}  # a class with neither examples nor accepted detections has no size
+    sizes, largest = _object_sizes_cells(scene, [kiln, pond], cell_px=14.0)
+    assert set(sizes) == set(largest) == {kiln.pk}  # a class with neither examples nor accepted detections has none
     assert sizes[kiln.pk] == pytest.approx(float(np.median(areas)) / 14.0**2, rel=0.02)
+    # The largest example (red_b drawn 48 px = 3.4 cells wide) can touch 5 x 5 cells.
+    assert largest[kiln.pk] == 25.0
     # Accepted detections count too.
     drawn = px_box_to_polygon(scene, BY_NAME["blue_b"].box_px)
     Detection.objects.create(
         scene=scene, object_class=pond, geometry=drawn, bbox=drawn.envelope, status=DetectionStatus.ACCEPTED
     )
     x0, y0, x1, y1 = BY_NAME["blue_b"].box_px
-    sizes = _typical_object_cells(scene, [kiln, pond], cell_px=14.0)
+    sizes, largest = _object_sizes_cells(scene, [kiln, pond], cell_px=14.0)
     assert sizes[pond.pk] == pytest.approx((x1 - x0) * (y1 - y0) / 14.0**2, rel=0.02)
+    assert largest[pond.pk] == 25.0  # exactly 4 cells wide: 5 cells it can touch
+
+
+def test_a_whole_scene_look_alike_is_not_proposed_as_one_object(scene, manager, embedder):
+    """Examples of a small object on a scene whose background looks like them: no scene-sized proposal."""
+    grass = cls(scene.project, "Brick Kiln")
+    # Two small examples on the grass: the grass everywhere becomes one component the size of the scene.
+    for box in ((300, 300, 340, 340), (560, 760, 610, 800)):
+        Annotation.objects.create(
+            scene=scene, object_class=grass, author=manager, geometry=px_box_to_polygon(scene, box)
+        )
+    job = run_search(scene, manager, classes=[grass.pk])
+    assert job.result["dropped_oversize"] >= 1
+    # Whatever is proposed stays within the limit: 8 x the largest example's box (50 x 40 px: 5 x 4 cells touched).
+    for det in scene.detections.filter(object_class=grass):
+        w_px, h_px = np.ptp(np.asarray(polygon_px(scene, det.geometry)[0]), axis=0)
+        assert (w_px / 14) * (h_px / 14) <= 8 * 5 * 4, (w_px, h_px)

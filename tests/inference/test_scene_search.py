@@ -317,3 +317,42 @@ def test_condense_prototypes():
     assert sorted(np.argmax(np.abs(few), axis=1).tolist()) == [0, 1, 2]
     np.testing.assert_array_equal(condense_prototypes(many, 3), few)
     assert condense_prototypes(many[:2], 3).shape == (2, 8)
+
+
+def test_a_candidate_far_larger_than_the_examples_is_dropped_and_counted(embedded):
+    meta = embedded[0]
+    shape = (meta.grid_h, meta.grid_w)
+    # Almost the whole scene scores like the class (roof-like texture everywhere), plus one object of its size.
+    best_class = np.full(shape, -1, dtype=np.int16)
+    best_score = np.zeros(shape, dtype=np.float32)
+    best_class[1:-1, 1:30], best_score[1:-1, 1:30] = 1, 0.99
+    best_class[10:13, 40:43], best_score[10:13, 40:43] = 1, 0.8
+    counts: dict = {}
+    params = SearchParams(object_cells={1: 9.0}, max_object_cells={1: 16.0})
+    found = find_candidates(best_class, best_score, meta, params, counts=counts)
+    assert [(c.box_px, c.cells) for c in found] == [((560.0, 140.0, 602.0, 182.0), 9)]
+    assert counts == {"dropped_oversize": 1}
+    # A box of up to OVERSIZE_FACTOR (8) times the largest example's passes: the 34 x 29-cell blob, for a
+    # 34 x 29 / 8-cell example.
+    assert len(find_candidates(best_class, best_score, meta, SearchParams(max_object_cells={1: 34 * 29 / 8}))) == 2
+    # Without a known size, or switched off, the blob is kept (and nothing is counted).
+    counts = {}
+    assert len(find_candidates(best_class, best_score, meta, SearchParams(), counts=counts)) == 2
+    assert counts == {"dropped_oversize": 0}
+    off = SearchParams(max_object_cells={1: 16.0}, oversize_factor=None)
+    assert len(find_candidates(best_class, best_score, meta, off)) == 2
+
+
+def test_touching_objects_are_split_before_the_size_limit_is_applied(embedded):
+    meta = embedded[0]
+    best_class, best_score = _bumps((meta.grid_h, meta.grid_w), [(10, 10), (10, 17)])
+    # The two touching objects together are oversize for a 3 x 3-cell object; each part alone is not.
+    counts: dict = {}
+    params = SearchParams(object_cells={1: 25.0}, max_object_cells={1: 9.0})
+    found = find_candidates(best_class, best_score, meta, params, counts=counts)
+    assert len(found) == 2 and counts == {"dropped_oversize": 0}
+    # Unsplit (switched off), the merged blob is too large and goes.
+    params = SearchParams(object_cells={1: 25.0}, max_object_cells={1: 9.0}, split_prominence=None)
+    counts = {}
+    assert find_candidates(best_class, best_score, meta, params, counts=counts) == []
+    assert counts == {"dropped_oversize": 1}

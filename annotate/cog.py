@@ -161,8 +161,10 @@ def _band_stretch(values: np.ndarray, dtype: str, band: int) -> tuple[list[float
         rest = values[values != mode_value]
         rest_low, rest_mid, rest_high = (float(v) for v in np.percentile(rest, (STRETCH_PERCENTILES[0], 50,
                                                                                   STRETCH_PERCENTILES[1])))
-        spread = max(rest_high - rest_low, 1e-9)
-        if abs(mode_value - rest_mid) > OUTLIER_DISTANCE * spread and not rest_low <= mode_value <= rest_high:
+        spread = rest_high - rest_low
+        # A fill value lies beyond every other value, far from them; two-valued (class) data is no fill.
+        beyond = mode_value < rest.min() or mode_value > rest.max()
+        if spread > 0 and beyond and abs(mode_value - rest_mid) > OUTLIER_DISTANCE * spread:
             warning = _warning(
                 "fill_value",
                 f"{mode_fraction:.0%} of band {band}'s pixels are {mode_value:g}, far outside its other values "
@@ -242,6 +244,8 @@ def convert_to_cog(src_path: Path, cog_path: Path, header: RasterHeader, progres
         write_cog(tmp_path, cog_path)
         progress(0.95, "Measuring the display stretch")
         stretch, warnings = percentile_stretch(cog_path, header.cog_dtype)
+        if header.palette:  # the colour table's colours are shown as they are
+            stretch, warnings = [[0.0, 255.0]] * 3, []
         collar = collar_warning(cog_path)
         if collar is not None:
             warnings.append(collar)

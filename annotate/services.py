@@ -240,7 +240,8 @@ def scene_display_update(*, scene: Scene, role: str | None, nodata=_UNSET, stret
     require(role, Action.EDIT_PROJECT)
     if scene.status != SceneStatus.READY:
         raise DomainError(f"Scene {scene.name!r} is {scene.status}; its display can be set once it is ready.")
-    custom = scene.stretch != scene.stretch_auto
+    # Scenes ingested before stretch_auto existed show their measured stretch.
+    custom = scene.stretch_auto is not None and scene.stretch != scene.stretch_auto
     if nodata is not _UNSET and nodata != scene.nodata:
         path = storage.absolute(scene.cog_path)
         auto, warnings = percentile_stretch(path, scene.dtype)
@@ -255,7 +256,10 @@ def scene_display_update(*, scene: Scene, role: str | None, nodata=_UNSET, stret
     if stretch is not _UNSET:
         if stretch is not None and len(stretch) != scene.band_count:
             raise DomainError(f"Give a [low, high] for each of the scene's {scene.band_count} bands.")
-        scene.stretch = [list(map(float, pair)) for pair in stretch] if stretch is not None else scene.stretch_auto
+        if stretch is not None:
+            scene.stretch = [list(map(float, pair)) for pair in stretch]
+        elif scene.stretch_auto is not None:
+            scene.stretch = scene.stretch_auto
     # updated_at moves, and the stretch is part of the tiles' style: both change the tiles' ETags.
     scene.save(update_fields=["nodata", "stretch", "stretch_auto", "warnings", "updated_at"])
     return scene

@@ -4,7 +4,6 @@ Each job kind's parameters are validated here, once, and passed on as typed valu
 """
 
 import json
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from rest_framework import serializers
@@ -17,9 +16,7 @@ from annotate.serializers import check_rgb_bands
 
 from .models import Job, JobKind, JobStatus
 from .services import job_is_stalled
-
-if TYPE_CHECKING:
-    from .visual_search import SearchRequest
+from .visual_search import SearchRequest
 
 # Ids are bigint primary keys; larger numbers are refused here rather than overflow in the database.
 MAX_ID = 2**63 - 1
@@ -125,10 +122,8 @@ class SearchInputSerializer(EmbedInputSerializer):
                 )
         return attrs
 
-    def search_request(self) -> "SearchRequest":
+    def search_request(self) -> SearchRequest:
         """The validated request as the typed value the search job takes."""
-        from .visual_search import SearchRequest  # imported when used: it pulls in the ML stack
-
         data = self.validated_data
         return SearchRequest(
             classes=list(data["classes"]),
@@ -142,7 +137,7 @@ class SearchInputSerializer(EmbedInputSerializer):
         )
 
 
-def search_request_from_dict(params: dict, *, scene: Scene) -> "SearchRequest":
+def search_request_from_dict(params: dict, *, scene: Scene) -> SearchRequest:
     """Validate search params given as a dict (commands, tests); DomainError naming the bad fields."""
     form = SearchInputSerializer(data=params, context={"scene": scene})
     if not form.is_valid():

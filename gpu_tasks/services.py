@@ -5,7 +5,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -25,9 +24,6 @@ from .models import Job, JobKind, JobStatus
 from .profiling import job_profiling, trace_path
 from .refinement import detections_refine
 from .visual_search import SearchRequest, scene_search
-
-if TYPE_CHECKING:
-    from .visual_search import SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +352,7 @@ def search_job_submit(
     scene: Scene,
     user: AbstractBaseUser | None,
     role: str | None,
-    params: "SearchRequest | dict",
+    params: SearchRequest | dict,
     enqueue: bool = True,
 ) -> JobStart:
     """Ask for a visual search of a scene; `params` is a validated SearchRequest (a dict is validated first)."""
@@ -374,7 +370,7 @@ def search_job_start(
     scene: Scene,
     user: AbstractBaseUser | None,
     role: str | None,
-    params: "SearchRequest | dict",
+    params: SearchRequest | dict,
     enqueue: bool = True,
 ) -> Job:
     """Queue a visual search of a scene (params are validated now, so a bad request fails at once)."""

@@ -13,9 +13,10 @@ import VectorSource from "ol/source/Vector";
 import XYZ from "ol/source/XYZ";
 import { Stroke, Style } from "ol/style";
 import { ScaleLine, defaults as defaultControls } from "ol/control";
-import { toLonLat } from "ol/proj";
+import { toLonLat, transformExtent } from "ol/proj";
 import type { Scene } from "./api";
 import { setupSearchPanel } from "./scene-panel";
+import { footprintExtentLonLat, setupSceneDisplay } from "./scene-display";
 
 declare global {
   interface Window {
@@ -58,7 +59,10 @@ imagery?.on("tileloaderror", () => {
 const layers = [];
 // An OSM basemap only when the deployment allows outside requests; offline installs show the scene alone.
 if (document.body.dataset.basemap === "osm") layers.push(new TileLayer({ source: new OSM() }));
-if (imagery) layers.push(new TileLayer({ source: imagery, extent: footprint?.getGeometry()?.getExtent() }));
+// The real extent: a footprint split at the antimeridian would otherwise span the whole world.
+const lonLatExtent = footprintExtentLonLat(scene.footprint);
+const sceneExtent = lonLatExtent ? transformExtent(lonLatExtent, "EPSG:4326", "EPSG:3857") : undefined;
+if (imagery) layers.push(new TileLayer({ source: imagery, extent: sceneExtent }));
 if (footprint) {
   layers.push(
     new VectorLayer({
@@ -70,7 +74,7 @@ if (footprint) {
 
 const view = new View({ maxZoom: (scene.max_zoom ?? 18) + 2, constrainResolution: false });
 const map = new Map({ target, layers, view, controls: defaultControls().extend([new ScaleLine()]) });
-if (footprint) view.fit(footprint.getGeometry()!.getExtent(), { padding: [24, 24, 24, 24] });
+if (sceneExtent) view.fit(sceneExtent, { padding: [24, 24, 24, 24] });
 else view.setCenter([0, 0]);
 
 const pos = document.getElementById("cursor-pos");
@@ -84,4 +88,6 @@ map.on("pointermove", (e) => {
 window.__georeviewMap = map;
 const panel = document.getElementById("search-panel");
 if (panel && scene.status === "ready") setupSearchPanel(map, scene, panel);
+const sidebar = document.querySelector<HTMLElement>(".sidebar");
+if (sidebar && scene.status === "ready") void setupSceneDisplay(scene, imagery, sidebar, panel?.dataset.role === "manager");
 target.dataset.ready = "1";

@@ -123,6 +123,14 @@ def test_installed_models_are_skipped_without_asking_the_hub(silent_endpoint, em
     assert seconds < 1, "a silent hub would have cost the probe's timeout"
 
 
+def test_a_missing_local_model_path_is_named_not_downloaded(refused_endpoint, empty_model_dir, settings, tmp_path):
+    settings.DINO_MODEL = str(tmp_path / "my-dino")
+    with pytest.raises(CommandError, match="DINO_MODEL is a local path"):
+        fetch_models()
+    out, _ = fetch_models("--if-online")
+    assert "Not installed: DINO_MODEL is a local path" in out and NOT_REACHABLE in out  # SAM2 still wanted
+
+
 @pytest.fixture
 def hub_allowed(monkeypatch):
     """huggingface_hub's offline switch lifted, as fetch_models does (settings turn it on for every process)."""

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from gpu_tasks.inference.errors import ModelUnavailable
 from gpu_tasks.inference.loading import (
+    _looks_like_path,
     hf_fetch_plan,
     resolve_hf_source,
     resolve_sam2_source,
@@ -60,18 +61,28 @@ class Command(BaseCommand):
     def handle(self, *args, force: bool, revision: str | None, if_online: bool, hub_timeout: float, **options):
         model_dir = Path(settings.MODEL_DIR)
         model_dir.mkdir(parents=True, exist_ok=True)
-        plans = []
-        if force or not self._present(lambda: resolve_hf_source(settings.DINO_MODEL, model_dir)):
-            plans.append(("backbone", hf_fetch_plan(settings.DINO_MODEL, model_dir), revision))
+        plans, unfetchable = [], []
+        dino, sam2 = settings.DINO_MODEL, settings.SAM2_MODEL
+        dino_present = self._present(lambda: resolve_hf_source(dino, model_dir))
+        if dino_present and (not force or _looks_like_path(dino)):  # a local path is never downloaded
+            self.stdout.write(f"Backbone {dino} is installed; skipped.")
+        elif _looks_like_path(dino):
+            unfetchable.append(f"DINO_MODEL is a local path ({dino}) without a model: copy the model directory there")
         else:
-            self.stdout.write(f"Backbone {settings.DINO_MODEL} is installed; skipped.")
-        if force or not self._present(lambda: resolve_sam2_source(settings.SAM2_MODEL, model_dir)):
+            plans.append(("backbone", hf_fetch_plan(dino, model_dir), revision))
+        if not force and self._present(lambda: resolve_sam2_source(sam2, model_dir)):
+            self.stdout.write(f"SAM2 {sam2} is installed; skipped.")
+        else:
             try:
-                plans.append(("SAM2", sam2_fetch_plan(settings.SAM2_MODEL, model_dir), None))
+                plans.append(("SAM2", sam2_fetch_plan(sam2, model_dir), None))
             except ValueError as exc:
-                raise CommandError(f"{exc}. A local SAM2 checkpoint is not fetched: copy it into place.") from exc
-        else:
-            self.stdout.write(f"SAM2 {settings.SAM2_MODEL} is installed; skipped.")
+                unfetchable.append(f"{exc}. A local SAM2 checkpoint is not fetched: copy it into place")
+        for problem in unfetchable:
+            if not if_online:
+                raise CommandError(f"{problem}.")
+            self.stdout.write(self.style.WARNING(f"Not installed: {problem}."))
+        if not plans and unfetchable:
+            return
         if not plans:
             self.stdout.write(self.style.SUCCESS(f"All models are present in {model_dir}."))
             return

@@ -42,3 +42,10 @@ def page(browser):
     page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
     yield page
     context.close()
+
+
+def pytest_collection_modifyitems(items):
+    """Every browser test is slow: `pytest -m "not slow"` leaves them all out."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.slow)

@@ -2,11 +2,15 @@
 
 import signal
 
+import pytest
+
 from annotate.models import Annotation, Detection, DetectionSource
 from gpu_tasks.models import Job, JobStatus, PatchGrid
 from tests.conftest import client_for
 from tests.gpu_tasks.conftest import wait_for_job
 from tests.gpu_tasks.support import PLANTED, planted_scene, px_box_to_polygon
+
+pytestmark = [pytest.mark.slow, pytest.mark.worker]
 
 
 def test_a_killed_worker_leaves_a_stalled_job_that_reruns_cleanly(

@@ -128,6 +128,10 @@ def scene_ingest(*, scene: Scene, rgb_bands: Sequence[int] | None = None, progre
         Scene.objects.filter(pk=scene.pk).update(status=SceneStatus.PROCESSING, error="")
         scene.refresh_from_db()
     src = storage.absolute(scene.upload_path)
+    working = storage.absolute(scene.cog_path) if reingest else None
+    for leftover in storage.scene_cogs(src.parent):  # from a worker killed mid-ingest
+        if leftover != working:
+            leftover.unlink(missing_ok=True)
     cog_path = storage.new_cog_path(src.parent)
     try:
         progress(0.0, "Checking the file")

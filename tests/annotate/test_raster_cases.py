@@ -255,6 +255,27 @@ def test_a_successful_reingest_swaps_the_new_cog_in_and_removes_the_old(
     assert api.get(tile_url(scene, *_a_tile(scene))).status_code == 200
 
 
+def test_a_reingest_removes_cogs_left_by_a_killed_worker(ingested):
+    scene = ingested(NAIP)
+    leftover = storage.new_cog_path(storage.absolute(scene.cog_path).parent)
+    leftover.write_bytes(b"half a COG")
+    scene = scene_ingest(scene=scene)
+    assert not leftover.exists() and storage.absolute(scene.cog_path).exists()
+
+
+def test_ingest_scene_command_prints_the_warnings(tmp_path, project):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    data = gradient(count=1, dtype="float32", scale=1.0) * 100 + 100
+    data[:, :100, :] = -9999
+    out = StringIO()
+    call_command("ingest_scene", str(write_tif(tmp_path / "fill.tif", data)), project=project.name, stdout=out,
+                 verbosity=0)
+    assert "ready" in out.getvalue() and "Warning:" in out.getvalue() and "-9999" in out.getvalue()
+
+
 def test_a_first_ingest_that_fails_still_marks_the_scene_failed(tmp_path, project, manager):
     scene = scene_create_from_path(project=project, user=manager, source=NAIP)
     with pytest.raises(IngestError):

@@ -64,3 +64,5 @@ class Command(BaseCommand):
                 f"{scene.gsd_m:.2f} m/px, zoom {scene.min_zoom}-{scene.max_zoom}"
             )
         )
+        for warning in scene.warnings:
+            self.stdout.write(self.style.WARNING(f"Warning: {warning['message']}"))

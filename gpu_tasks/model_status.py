@@ -80,6 +80,7 @@ def _state(setting: str, model: str, needed_for: str, resolve, fetchable: bool) 
 
 def model_status() -> ModelStatus:
     """Whether DINO_MODEL and SAM2_MODEL resolve to files on this machine (the loader's own resolution, no network)."""
+    # The web server reads the workers' MODEL_DIR: the same disk in the demo, the shared `data` volume in docker/.
     model_dir = Path(settings.MODEL_DIR)
     dino, sam2 = settings.DINO_MODEL, settings.SAM2_MODEL
     if _backbone_injected():

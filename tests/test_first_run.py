@@ -47,11 +47,15 @@ def silent_endpoint(monkeypatch):
 
 @pytest.fixture
 def answering_endpoint(monkeypatch):
-    """A hub endpoint that answers every request with 401, as the real API does for a gated repo."""
+    """A hub endpoint that answers (HEAD 401 as for a gated repo, GET 404 as for a missing one)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_HEAD(self):
             self.send_response(401)
+            self.end_headers()
+
+        def do_GET(self):
+            self.send_response(404)  # no such repository: the download fails at once
             self.end_headers()
 
         def log_message(self, *args):
@@ -109,6 +113,13 @@ def test_default_hub_timeout_keeps_the_first_run_under_ten_seconds(silent_endpoi
     out, seconds = fetch_models("--if-online")
     assert NOT_REACHABLE in out
     assert seconds < 10
+
+
+def test_if_online_a_failed_download_is_said_plainly_and_exits_0(answering_endpoint, empty_model_dir):
+    out, seconds = fetch_models("--if-online")
+    assert "Models are not installed: downloading facebook/dinov2-small failed" in out
+    assert f"On a machine with internet run: {FETCH_COMMAND}" in out
+    assert seconds < 30
 
 
 def test_without_if_online_an_unreachable_hub_is_an_error(refused_endpoint, empty_model_dir):

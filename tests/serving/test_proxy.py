@@ -4,6 +4,7 @@ import socket
 
 import pytest
 import requests
+from axes.models import AccessAttempt
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
@@ -45,3 +46,19 @@ def test_django_sees_the_host_and_port_the_client_used(served, transactional_db)
     assert response.status_code == 200
     # Absolute links name the proxy, not gunicorn's loopback port.
     assert response.json()["next"].startswith(f"{served.proxy}/api/projects/?page=2")
+
+
+def test_login_throttling_counts_the_address_nginx_saw_not_one_the_client_claims(served, transactional_db):
+    """Each attempt claims another X-Forwarded-For; the address lockout still counts them as one client."""
+    limit = settings.AXES_FAILURE_LIMIT
+    # The failure that reaches the limit is itself answered with the lockout.
+    for i in range(limit - 1):
+        response = requests.post(f"{served.proxy}/api/auth/token/", timeout=10,
+                                 data={"username": f"nobody-{i}", "password": "wrong"},
+                                 headers={"X-Forwarded-For": f"198.51.100.{i}"})
+        assert response.status_code == 400, (i, response.text[:300])
+    response = requests.post(f"{served.proxy}/api/auth/token/", timeout=10,
+                             data={"username": "someone-else", "password": "wrong"},
+                             headers={"X-Forwarded-For": "198.51.100.200"})
+    assert response.status_code == 429, response.text[:300]
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"127.0.0.1"}

@@ -5,8 +5,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
+import requests
 import yaml
 
 from scripts.nginx_conf import MULTIPART_ALLOWANCE
@@ -89,3 +91,28 @@ def test_procfile_starts_the_proxy_first_in_front_of_gunicorn_on_loopback():
     assert "daemon off;" in lines[0]
     web = next(line for line in lines if line.startswith("web:"))
     assert "--bind 127.0.0.1:${WEB_PORT:-8001}" in web and "--threads" in web
+
+
+def test_without_gunicorn_the_proxy_answers_the_apis_json_error(tmp_path):
+    conf = tmp_path / "nginx" / "nginx.conf"
+    listen, upstream = free_ports(2)
+    subprocess.run([sys.executable, "scripts/nginx_conf.py", "--listen", f"127.0.0.1:{listen}",
+                    "--upstream", f"127.0.0.1:{upstream}", "--access-log", "off", "--out", str(conf)],
+                   cwd=ROOT, env={**os.environ, "DATA_DIR": str(tmp_path / "data")}, check=True)
+    proc = subprocess.Popen([NGINX, "-p", str(conf.parent), "-c", conf.name, "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        response = None
+        for _ in range(50):
+            try:
+                response = requests.get(f"http://127.0.0.1:{listen}/api/projects/", timeout=5)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        # nginx's own status (502: nothing listens upstream) with the API's error body.
+        assert response is not None and response.status_code == 502
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "unavailable"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -25,6 +25,7 @@ Progress = Callable[[float, str], None]
 WINDOW_PX = 1024
 BLOCK_PX = 512
 STRETCH_PERCENTILES = (2.0, 98.0)
+FULL_RANGE_PERCENTILES = (0.1, 99.9)
 STRETCH_SAMPLE_PX = 1024
 
 
@@ -174,8 +175,13 @@ def _band_stretch(values: np.ndarray, dtype: str, band: int) -> tuple[list[float
             )
             values = rest
     low, high = (float(v) for v in np.percentile(values, STRETCH_PERCENTILES))
-    if dtype == "uint8" and warning is None and high - low >= NARROW_BYTE_RANGE:
+    # The data's whole range (less 0.1 % at each end): a flat background with small bright objects has
+    # 2-98 % equal, yet uses 0-255; 0/1 class values do not.
+    full_low, full_high = (float(v) for v in np.percentile(values, FULL_RANGE_PERCENTILES))
+    if dtype == "uint8" and warning is None and full_high - full_low >= NARROW_BYTE_RANGE:
         return [0.0, 255.0], None  # wide enough to show as is (and the tile path skips rescaling)
+    if high <= low:
+        low, high = full_low, full_high
     if high <= low:
         high = low + 1.0
     return [low, high], warning
@@ -204,6 +210,9 @@ def percentile_stretch(cog_path: Path, dtype: str, nodata: float | None = None) 
         stretch.append(band_stretch)
         if warning is not None:
             warnings.append(warning)
+    if dtype == "uint8" and not warnings and [0.0, 255.0] in stretch:
+        # Bytes are judged together: stretching the narrow bands of a colour photo alone would tint it.
+        stretch = [[0.0, 255.0] for _ in stretch]
     return stretch, warnings
 
 

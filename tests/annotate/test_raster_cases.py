@@ -155,6 +155,12 @@ def test_narrow_byte_data_is_stretched_so_it_is_not_black(tmp_path, ingested, ap
     assert ones[0] == 255 and zeros[0] == 0
 
 
+def test_a_flat_background_with_small_bright_objects_keeps_the_byte_range(tmp_path, ingested):
+    data = np.full((3, 400, 400), 40, "uint8")
+    data[:, 100:150, 100:150] = np.array([210, 30, 30], "uint8")[:, None, None]  # 1.6 %: 2-98 % is 40-40
+    assert ingested(write_tif(tmp_path / "planted.tif", data)).stretch == [[0.0, 255.0]] * 3
+
+
 def test_an_undeclared_fill_value_is_left_out_of_the_stretch_and_warned_about(tmp_path, ingested):
     data = gradient(count=1, dtype="float32", scale=1.0) * 100 + 100  # 100-200
     data[:, :100, :] = -9999

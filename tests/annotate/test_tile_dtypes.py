@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from rasterio.crs import CRS
+from rasterio.transform import from_origin
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 
@@ -33,11 +34,29 @@ def valid_of(image) -> np.ndarray:
     return ~np.ma.getmaskarray(image.array).any(axis=0)
 
 
+# The other two tile paths: a geographic COG (rio-tiler's own warp) and a Web Mercator one (no warp at all).
+OTHER_GRIDS = {
+    "EPSG:4326": from_origin(78.0, 28.0, 1e-5, 1e-5),
+    "EPSG:3857": from_origin(8_680_000.0, 3_250_000.0, 1.0, 1.0),
+}
+
+
 @pytest.mark.parametrize("count", (1, 3, 4))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tiles_match_rio_tiler_at_every_zoom(tmp_path, ingested, dtype, count):
     # 700 x 600 px at 1 m: one overview level, zooms 16-18, so overview reads and native reads are both covered.
-    scene = ingested(write_tif(tmp_path / f"{dtype}_{count}.tif", smooth(count, dtype=dtype)))
+    check_against_rio_tiler(ingested(write_tif(tmp_path / f"{dtype}_{count}.tif", smooth(count, dtype=dtype))))
+
+
+@pytest.mark.parametrize("crs", sorted(OTHER_GRIDS))
+def test_float64_tiles_match_rio_tiler_in_geographic_and_web_mercator_cogs(tmp_path, ingested, crs):
+    data = smooth(4, dtype="float64")
+    check_against_rio_tiler(ingested(write_tif(tmp_path / "f64.tif", data, crs=crs, transform=OTHER_GRIDS[crs])))
+
+
+def check_against_rio_tiler(scene):
+    """Tiles of every zoom of a scene (corners and a spread) against rio-tiler's Reader.tile on its COG."""
+    dtype, count = scene.dtype, scene.band_count
     assert scene.min_zoom < scene.max_zoom
     cog = storage.absolute(scene.cog_path)
     style = tiles.TileStyle.for_scene(scene.rgb_bands, scene.stretch, scene.dtype)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from django.contrib.gis.geos import Point
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
@@ -77,10 +78,8 @@ def test_a_scene_across_the_antimeridian_is_split_at_180_and_has_its_real_extent
     with rasterio.open(path) as src:
         cols = [0, src.width / 2, src.width, src.width, src.width, src.width / 2, 0, 0]
         rows = [0, 0, 0, src.height / 2, src.height, src.height, src.height, src.height / 2]
-        xs, ys = zip(*(src.transform * (c, r) for c, r in zip(cols, rows, strict=True)), strict=True)
+        xs, ys = src.xy(rows, cols, offset="ul")
         lons, lats = warp_transform(src.crs, "EPSG:4326", xs, ys)
-    from django.contrib.gis.geos import Point
-
     for lon, lat in zip(lons, lats, strict=True):
         lon = (lon + 180) % 360 - 180
         assert footprint.buffer(1e-6).contains(Point(lon, lat, srid=4326)), (lon, lat)

@@ -33,7 +33,7 @@ STRETCH_SAMPLE_PX = 1024
 NARROW_BYTE_RANGE = 64
 # A single value on this share of a band's valid pixels, far outside the others, is a fill value (-9999).
 OUTLIER_MIN_FRACTION = 0.01
-OUTLIER_DISTANCE = 10.0  # in spreads of the other values (their 2-98 % range)
+OUTLIER_GAP = 0.25  # its gap to the nearest other value, in spreads of the others (their 2-98 % range)
 # The scene's edge pixels all one value in every band, with no mask: a collar or an undeclared fill.
 COLLAR_MIN_FRACTION = 0.9
 
@@ -160,12 +160,11 @@ def _band_stretch(values: np.ndarray, dtype: str, band: int) -> tuple[list[float
     mode_value, mode_fraction = float(uniques[mode]), counts[mode] / values.size
     if OUTLIER_MIN_FRACTION <= mode_fraction < 1.0:
         rest = values[values != mode_value]
-        rest_low, rest_mid, rest_high = (float(v) for v in np.percentile(rest, (STRETCH_PERCENTILES[0], 50,
-                                                                                  STRETCH_PERCENTILES[1])))
+        rest_low, rest_high = (float(v) for v in np.percentile(rest, STRETCH_PERCENTILES))
         spread = rest_high - rest_low
-        # A fill value lies beyond every other value, far from them; two-valued (class) data is no fill.
-        beyond = mode_value < rest.min() or mode_value > rest.max()
-        if spread > 0 and beyond and abs(mode_value - rest_mid) > OUTLIER_DISTANCE * spread:
+        # A fill value lies beyond every other value, with a gap to them; two-valued (class) data is no fill.
+        gap = max(float(rest.min()) - mode_value, mode_value - float(rest.max()))
+        if spread > 0 and gap > OUTLIER_GAP * spread:
             warning = _warning(
                 "fill_value",
                 f"{mode_fraction:.0%} of band {band}'s pixels are {mode_value:g}, far outside its other values "

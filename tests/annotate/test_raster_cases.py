@@ -170,6 +170,16 @@ def test_an_undeclared_fill_value_is_left_out_of_the_stretch_and_warned_about(tm
     assert "-9999" in warning["message"] and "nodata" in warning["message"]
 
 
+def test_a_zero_fill_below_uint16_data_is_a_fill_value_but_dark_water_is_not(tmp_path, ingested):
+    data = (gradient(count=1, dtype="uint16", scale=3000) + 1000).astype("uint16")  # 1000-4000
+    data[:, :60, :] = 0
+    scene = ingested(write_tif(tmp_path / "zero-fill.tif", data))
+    assert [w["code"] for w in scene.warnings] == ["fill_value"] and scene.stretch[0][0] >= 1000
+    water = data.copy()
+    water[:, :60, :] = 990  # a dark but real surface, next to the other values
+    assert ingested(write_tif(tmp_path / "water.tif", water)).warnings == []
+
+
 def test_a_manager_sets_nodata_and_stretch_and_tiles_change(tmp_path, ingested, api, project):
     data = (gradient(count=3, dtype="float32", scale=1.0) * 100 + 100).astype("float32")
     data[:, :100, :] = -9999

@@ -40,29 +40,18 @@ class SearchRequest:
 
     @classmethod
     def from_params(cls, params: dict) -> "SearchRequest":
-        """Validate job params (as sent to the API); DomainError naming the bad field."""
-        try:
-            req = cls(
-                classes=[int(c) for c in params.get("classes") or []],
-                thresholds={int(k): float(v) for k, v in (params.get("thresholds") or {}).items()},
-                default_threshold=float(params.get("default_threshold", 0.5)),
-                scale=float(params.get("scale", 1.0)),
-                negative_weight=float(params.get("negative_weight", 0.5)),
-                margin=float(params.get("margin", 0.02)),
-                max_candidates=None if params.get("max_candidates") in (None, "") else int(params["max_candidates"]),
-                use_accepted=bool(params.get("use_accepted", True)),
-            )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise DomainError(f"Invalid search parameters ({exc}); see the API docs for their types.") from exc
-        if not 0 < req.scale <= 8:
-            raise DomainError("scale must be above 0 and at most 8 (2 = look at the scene enlarged twice).")
-        if not all(-1 <= t <= 1 for t in [req.default_threshold, *req.thresholds.values()]):
-            raise DomainError("Thresholds are cosine similarities: between -1 and 1 (0.5 is a good start).")
-        if req.negative_weight < 0 or req.margin < 0:
-            raise DomainError("negative_weight and margin must not be negative.")
-        if req.max_candidates is not None and req.max_candidates < 1:
-            raise DomainError("max_candidates must be at least 1, or left out for no cap.")
-        return req
+        """Read a job's stored params, validated where they entered (gpu_tasks.serializers.SearchParamsSerializer)."""
+        return cls(
+            classes=[int(c) for c in params.get("classes") or []],
+            # JSON object keys are strings; class ids are ints everywhere else.
+            thresholds={int(k): float(v) for k, v in (params.get("thresholds") or {}).items()},
+            default_threshold=float(params.get("default_threshold", 0.5)),
+            scale=float(params.get("scale", 1.0)),
+            negative_weight=float(params.get("negative_weight", 0.5)),
+            margin=float(params.get("margin", 0.02)),
+            max_candidates=params.get("max_candidates"),
+            use_accepted=bool(params.get("use_accepted", True)),
+        )
 
     def to_params(self) -> dict:
         """JSON-ready params (class ids as strings in thresholds, as JSON keys are)."""

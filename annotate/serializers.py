@@ -156,8 +156,8 @@ class SceneSerializer(serializers.ModelSerializer):
         model = Scene
         fields = [
             "id", "project", "name", "original_name", "status", "error", "footprint", "crs", "geotransform",
-            "width", "height", "band_count", "dtype", "gsd_m", "rgb_bands", "stretch", "min_zoom", "max_zoom",
-            "tile_url", "thumbnail_url", "created_at", "updated_at",
+            "width", "height", "band_count", "dtype", "gsd_m", "rgb_bands", "stretch", "nodata", "warnings", "min_zoom",
+            "max_zoom", "tile_url", "thumbnail_url", "created_at", "updated_at",
         ]
         read_only_fields = fields
 

@@ -42,7 +42,7 @@ class VisibleScene:
     @classmethod
     def of(cls, scene: Scene) -> "VisibleScene":
         """The render fields of a scene row."""
-        style = tiles.TileStyle.for_scene(scene.rgb_bands, scene.stretch, scene.dtype)
+        style = tiles.TileStyle.for_scene(scene.rgb_bands, scene.stretch, scene.dtype, nodata=scene.nodata)
         return cls(pk=scene.pk, path=storage.absolute(scene.cog_path), style=style, max_zoom=scene.max_zoom or 0,
                    version=f"{scene.pk}-{int(scene.updated_at.timestamp())}-{style.etag_part()}")
 
@@ -88,7 +88,7 @@ def _visible_scene(request, scene_id: int) -> VisibleScene | None:
         return None
     scene = (
         Scene.objects.filter(pk=scene_id, project__memberships__user=user, status=SceneStatus.READY)
-        .only("id", "cog_path", "rgb_bands", "stretch", "dtype", "max_zoom", "updated_at")
+        .only("id", "cog_path", "rgb_bands", "stretch", "dtype", "nodata", "max_zoom", "updated_at")
         .first()
     )
     if scene is None:

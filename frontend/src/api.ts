@@ -88,7 +88,7 @@ export interface Scene {
   original_name: string;
   status: "uploaded" | "processing" | "ready" | "failed";
   error: string;
-  footprint: { type: "Polygon"; coordinates: number[][][] } | null;
+  footprint: { type: "Polygon"; coordinates: number[][][] } | { type: "MultiPolygon"; coordinates: number[][][][] } | null;
   width: number | null;
   height: number | null;
   band_count: number | null;

@@ -13,7 +13,9 @@ from config.celery import app as celery_app
 from gpu_tasks.models import Job, JobStatus
 from tests.conftest import ROOT
 
-TEST_BROKER = "redis://127.0.0.1:6379/14"  # a database of its own, away from a running demo
+# A Redis database of its own, away from a running demo; TEST_BROKER_DB lets two test runs on one machine differ.
+TEST_BROKER_DB = os.environ.get("TEST_BROKER_DB", "14")
+TEST_BROKER = f"redis://127.0.0.1:6379/{TEST_BROKER_DB}"
 
 
 def _use_broker(url: str) -> None:
@@ -36,7 +38,7 @@ def start_worker(transactional_db, settings):
         "DATA_DIR": str(settings.DATA_DIR),
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }
-    subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, capture_output=True)
+    subprocess.run(["redis-cli", "-n", TEST_BROKER_DB, "flushdb"], check=True, capture_output=True)
     celery_app.conf.task_always_eager = False
     _use_broker(TEST_BROKER)
     procs: list[subprocess.Popen] = []

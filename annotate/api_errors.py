@@ -10,12 +10,22 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
 
-from .errors import Conflict, DomainError, IngestError, NotAllowed, SceneNotReady, TooManyRequests, UploadTooLarge
+from .errors import (
+    Conflict,
+    DomainError,
+    IngestError,
+    InsufficientStorage,
+    NotAllowed,
+    SceneNotReady,
+    TooManyRequests,
+    UploadTooLarge,
+)
 
 # The one table: domain error -> HTTP status.
 HTTP_STATUS_BY_ERROR: dict[type[DomainError], int] = {
     IngestError: status.HTTP_422_UNPROCESSABLE_ENTITY,
     UploadTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    InsufficientStorage: status.HTTP_507_INSUFFICIENT_STORAGE,
     NotAllowed: status.HTTP_403_FORBIDDEN,
     Conflict: status.HTTP_409_CONFLICT,
     SceneNotReady: status.HTTP_409_CONFLICT,

@@ -24,6 +24,12 @@ class UploadTooLarge(DomainError):
     code = "upload_too_large"
 
 
+class InsufficientStorage(DomainError):
+    """The server's disk is too full to store an upload or an ingest's output."""
+
+    code = "insufficient_storage"
+
+
 class NotAllowed(DomainError):
     """A member whose role does not allow the action."""
 

@@ -1,6 +1,7 @@
 """Writes of the domain core: projects, classes, scenes and their ingest, annotations."""
 
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from rasterio.crs import CRS
 
 from . import geo, storage
 from .cog import convert_to_cog, percentile_stretch
-from .errors import DomainError, IngestError
+from .errors import DomainError, IngestError, InsufficientStorage
 from .models import Annotation, Membership, ObjectClass, Project, Role, Scene, SceneStatus
 from .permissions import Action, require
 from .raster_checks import RasterHeader, RasterLimits, check_header, check_rgb_bands, default_rgb_bands
@@ -89,7 +90,17 @@ def scene_create_from_upload(
     """Store an uploaded file (already streamed to disk) as a new scene in status `uploaded`."""
     require(role, Action.UPLOAD_SCENE)
     scene_dir = storage.new_scene_dir()
-    path = storage.store_uploaded_file(uploaded, scene_dir)
+    try:
+        path = storage.store_uploaded_file(uploaded, scene_dir)
+    except OSError as exc:
+        shutil.rmtree(scene_dir, ignore_errors=True)  # a partial copy would hold the space the user lacks
+        if storage.is_disk_full(exc):
+            raise InsufficientStorage(
+                f"The server is out of disk space ({storage.mib(storage.free_bytes(scene_dir))} free), so the "
+                "upload was not stored. Tell the administrator to free space on the server's data directory, "
+                "then upload again."
+            ) from exc
+        raise
     original = Path(str(uploaded.name)).name[:255]
     return Scene.objects.create(
         project=project,
@@ -150,6 +161,10 @@ def scene_ingest(*, scene: Scene, rgb_bands: Sequence[int] | None = None, progre
         _scene_fail(scene, exc.message, cog_path, keep_ready=reingest)
         raise
     except Exception as exc:
+        if _out_of_space(exc, src):
+            log.warning("ingest of scene %s: the disk is full (%s)", scene.pk, exc)
+            _scene_fail(scene, _disk_full_message(src), cog_path, keep_ready=reingest)
+            raise InsufficientStorage(scene.error) from exc
         log.exception("ingest of scene %s failed", scene.pk)
         _scene_fail(scene, f"Unexpected error while ingesting ({exc}). The upload is kept: retry the ingest, "
                     "and report the problem if it happens again.", cog_path, keep_ready=reingest)
@@ -177,6 +192,30 @@ def scene_ingest(*, scene: Scene, rgb_bands: Sequence[int] | None = None, progre
         transaction.on_commit(lambda: old_path.unlink(missing_ok=True))
     progress(1.0, f"Ready: {header.width} x {header.height} px, {gsd:.2f} m per pixel")
     return scene
+
+
+def _ingest_space_needed(src: Path) -> int:
+    """About what an ingest writes: a compressed working copy and the COG, each near the upload's size."""
+    return 2 * src.stat().st_size
+
+
+def _out_of_space(exc: BaseException, src: Path) -> bool:
+    """Whether an ingest failed for want of disk space.
+
+    GDAL rarely passes the OS error on: a full disk surfaces as "Write error", "IO error writing tag data" or
+    "Error fetching directory count". So any failure counts when the space the conversion needs is not free
+    (the partial output is already removed here, so the whole need is compared).
+    """
+    return storage.is_disk_full(exc) or storage.free_bytes(src.parent) < _ingest_space_needed(src)
+
+
+def _disk_full_message(src: Path) -> str:
+    """What the user is told when the COG did not fit on the disk."""
+    return (
+        f"The server's disk is full: converting this scene needs about {storage.mib(_ingest_space_needed(src))} "
+        f"and {storage.mib(storage.free_bytes(src.parent))} are free in the data directory. The partial output "
+        "was removed and the upload is kept: ask the administrator to free space, then retry the ingest."
+    )
 
 
 def _rgb_choice(header: RasterHeader, rgb_bands: Sequence[int] | None) -> tuple[int, int, int]:

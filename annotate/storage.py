@@ -1,5 +1,6 @@
 """Where a scene's files live: DATA_DIR/scenes/<uuid>/{upload.tif,cog-<hex>.tif}; names never come from users."""
 
+import errno
 import os
 import shutil
 import uuid
@@ -8,6 +9,38 @@ from pathlib import Path
 from django.conf import settings
 
 UPLOAD_NAME = "upload.tif"
+
+# EFBIG too: a file-size limit (RLIMIT_FSIZE, a quota) stops a write the way a full disk does.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+DISK_FULL_TEXTS = ("no space left on device", "disk quota exceeded", "file too large")
+def _chain(exc: BaseException | None):
+    """An exception and those it was raised from or during."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether an exception (or one behind it) is the OS saying a write found the disk full."""
+    return any(
+        (isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS) or any(t in str(e).lower() for t in DISK_FULL_TEXTS)
+        for e in _chain(exc)
+    )
+
+
+def free_bytes(path: Path | str) -> int:
+    """Free bytes on the filesystem holding `path` (or its nearest existing parent)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def mib(nbytes: float) -> str:
+    """A byte count as MiB, for messages."""
+    return f"{nbytes / 1024**2:.1f} MiB"
 
 
 def new_scene_dir() -> Path:

@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it runs however the request ends: deletes upload temp files a request left behind.
+    "annotate.uploads.UploadCleanupMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -157,6 +159,10 @@ STORAGES = {
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024**3)
 FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)
 FILE_UPLOAD_HANDLERS = ["annotate.uploads.SizeLimitedUploadHandler"]
+# Upload temp files older than this that no scene holds are left by killed web workers: swept at worker start
+# and every UPLOAD_SWEEP_EVERY_S by the default worker (annotate.upload_sweep).
+UPLOAD_STALE_AFTER_S = env_int("UPLOAD_STALE_AFTER_S", 6 * 3600)
+UPLOAD_SWEEP_EVERY_S = env_int("UPLOAD_SWEEP_EVERY_S", 3600)
 RASTER_MAX_WIDTH = env_int("RASTER_MAX_WIDTH", 200_000)
 RASTER_MAX_HEIGHT = env_int("RASTER_MAX_HEIGHT", 200_000)
 RASTER_MAX_PIXELS = env_int("RASTER_MAX_PIXELS", 4_000_000_000)

@@ -10,7 +10,8 @@ from rest_framework.views import APIView
 
 from annotate import selectors as annotate_selectors
 from annotate import services as annotate_services
-from annotate.errors import DomainError, UploadTooLarge
+from annotate import uploads
+from annotate.errors import DomainError, InsufficientStorage, UploadTooLarge
 from annotate.permissions import Action, require
 from annotate.serializers import SceneSerializer, SceneUploadSerializer
 
@@ -52,9 +53,12 @@ class SceneUploadApi(APIView):
         # Refuse before a byte of the body is read when the declared size is already over the limit.
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.UPLOAD_MAX_BYTES + 1024 * 1024:
             raise UploadTooLarge(_too_large_message())
+        uploads.upload_space_require(int(request.META.get("CONTENT_LENGTH") or 0))
         form = SceneUploadSerializer(data=request.data)
         if getattr(request._request, "upload_too_large", False):
             raise UploadTooLarge(_too_large_message())
+        if getattr(request._request, "upload_no_space", False):  # the handler already deleted the partial file
+            raise InsufficientStorage(uploads.upload_disk_full_message())
         form.is_valid(raise_exception=True)
         with transaction.atomic():
             scene = annotate_services.scene_create_from_upload(

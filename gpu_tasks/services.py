@@ -19,7 +19,7 @@ from annotate.services import scene_ingest
 
 from . import job_admission
 from .embedding import grid_summary, scene_grid_ensure, scene_grids_delete
-from .inference.errors import Cancelled, IncompatibleEmbeddings, ModelUnavailable
+from .inference.errors import Cancelled, IncompatibleEmbeddings, InsufficientDiskSpace, ModelUnavailable
 from .models import Job, JobKind, JobStatus
 from .profiling import job_profiling, trace_path
 from .refinement import detections_refine
@@ -260,7 +260,7 @@ def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progres
         return job_mark_cancelled(job=job, result=with_timings())
     except DomainError as exc:
         return job_fail(job=job, error=exc.message, result=with_timings())
-    except (ModelUnavailable, IncompatibleEmbeddings) as exc:
+    except (ModelUnavailable, IncompatibleEmbeddings, InsufficientDiskSpace) as exc:
         return job_fail(job=job, error=str(exc), result=with_timings())
     except Exception as exc:
         log.exception("job %s failed", job.pk)

@@ -21,5 +21,9 @@ class IncompatibleEmbeddings(Exception):
     """Two embedding sets (grids, prototypes) were made with different models or preprocessing."""
 
 
+class InsufficientDiskSpace(Exception):
+    """Too little free disk space for an output (the message names the needed and free space)."""
+
+
 class Cancelled(Exception):
     """The caller asked to stop a long-running unit of work (checked between batches)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import mmap
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IncompatibleEmbeddings
+from .errors import IncompatibleEmbeddings, InsufficientDiskSpace
 
 TOKENS_FILE = "tokens.f16"
 META_FILE = "meta.json"
@@ -120,6 +122,42 @@ def open_grid(directory: Path) -> tuple[GridMeta, np.memmap]:
     return meta, tokens
 
 
+def reserve_space(path: Path, nbytes: int) -> None:
+    """Create (or grow) `path` to nbytes with every block allocated now, or raise InsufficientDiskSpace.
+
+    A write to a memory-mapped page the filesystem cannot back kills the process with SIGBUS (no exception,
+    no log line, the job left running): allocating up front turns a full disk into an error the job reports.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    size_before = os.fstat(fd).st_size
+    try:
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without fallocate: compare instead
+                have = os.fstat(fd).st_blocks * 512
+                if shutil.disk_usage(path.parent).free < nbytes - have:
+                    raise _no_space(path, nbytes) from exc
+                os.ftruncate(fd, max(nbytes, os.fstat(fd).st_size))
+                return
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                os.ftruncate(fd, size_before)  # give back what was allocated before it ran out
+                raise _no_space(path, nbytes) from exc
+            raise
+    finally:
+        os.close(fd)
+
+
+def _no_space(path: Path, nbytes: int) -> InsufficientDiskSpace:
+    """The error naming the needed and free space."""
+    free = shutil.disk_usage(path.parent).free
+    return InsufficientDiskSpace(
+        f"Not enough disk space for the scene's embedding grid: it needs {nbytes / 1024**2:.1f} MiB and "
+        f"{free / 1024**2:.1f} MiB are free in {path.parent.parent}. Free space (or ask the administrator to), "
+        "then retry the job."
+    )
+
+
 class GridStore:
     """Writes one grid directory: create() the memmap, fill it, then mark_complete() (the last write)."""
 
@@ -148,7 +186,8 @@ class GridStore:
             # A fresh file: never reuse stale tokens from an interrupted run of another shape.
             self.tokens_path.unlink()
         meta.save(self.directory / META_FILE)
-        return np.memmap(self.tokens_path, dtype=TOKEN_DTYPE, mode="w+", shape=meta.shape)
+        reserve_space(self.tokens_path, int(np.prod(meta.shape)) * np.dtype(TOKEN_DTYPE).itemsize)
+        return np.memmap(self.tokens_path, dtype=TOKEN_DTYPE, mode="r+", shape=meta.shape)
 
     @staticmethod
     def release(tokens: np.memmap) -> None:

@@ -5,6 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 from django.contrib.gis.geos import GEOSGeometry, Polygon
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Cast, Coalesce
 from pgvector.django import CosineDistance, VectorField
@@ -69,15 +70,39 @@ def object_vectors_sync(
                 **{f"{kind}_id": obj.pk},
             )
         )
-    for kind, objs in rows.items():
-        if objs:
-            ObjectEmbedding.objects.bulk_create(
-                objs,
-                update_conflicts=True,
-                unique_fields=[kind, "space_key"],
-                update_fields=["vector", "dim", "geometry_digest"],
-            )
-    return sum(len(v) for v in rows.values())
+    written = 0
+    with transaction.atomic():
+        for kind, objs in rows.items():
+            # An owner deleted since it was read (a reviewer's delete, another job's replacement) is skipped:
+            # its vector is of no use, and inserting it would fail the whole sync on the foreign key.
+            owner_id = f"{kind}_id"
+            model = Annotation if kind == "annotation" else Detection
+            alive = _owners_lock(model, [getattr(o, owner_id) for o in objs])
+            objs = [o for o in objs if getattr(o, owner_id) in alive]
+            if objs:
+                ObjectEmbedding.objects.bulk_create(
+                    objs,
+                    update_conflicts=True,
+                    unique_fields=[kind, "space_key"],
+                    update_fields=["vector", "dim", "geometry_digest"],
+                )
+            written += len(objs)
+    return written
+
+
+def _owners_lock(model, ids: list[int]) -> set[int]:
+    """The ids still present, kept from deletion until the transaction ends (edits of them go on)."""
+    if not ids:
+        return set()
+    # FOR KEY SHARE (what a foreign-key check takes; the ORM offers only stronger locks) blocks a delete of
+    # the row but no update, so reviewers' edits never wait on indexing. Sorted ids: a steady lock order.
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",  # noqa: S608 - table from model meta
+            [sorted(ids)],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def class_prototypes(

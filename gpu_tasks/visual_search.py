@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from django.contrib.gis.geos import Polygon
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotate import geo
 from annotate.errors import DomainError
@@ -23,6 +23,15 @@ KNOWN_OBJECT_IOU = 0.3
 REPLACED_SOURCES = (DetectionSource.SEARCH, DetectionSource.REFINE)
 # Examples per class measured for the typical object size (the newest ones).
 SIZE_SAMPLE = 200
+# First key of the two-key advisory lock that serialises the writing of a scene's proposals (the second is
+# the scene id); "PROP" in ASCII, far from any scene id the grid lock pairs with a grid key.
+PROPOSALS_LOCK_NS = 0x50524F50
+
+
+def _scene_proposals_lock(scene: Scene) -> None:
+    """Hold the scene's proposals lock until the current transaction ends (every worker, every process)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PROPOSALS_LOCK_NS, int(scene.pk) & 0x7FFFFFFF])
 
 
 @dataclass
@@ -180,6 +189,10 @@ def scene_search(
     searched_ids = [p.class_id for p in protos]
     by_id = {c.pk: c for c in classes}
     with stage("save_detections", timings), transaction.atomic():
+        # Two searches of one scene must not interleave delete and insert: under READ COMMITTED each would
+        # delete only the rows committed before it and both outputs would stay (every proposal twice), and
+        # one would index detections the other deletes. The lock makes them take turns; the later one wins.
+        _scene_proposals_lock(scene)
         # Refinement changes a proposal's source but not its review state: a refined, unreviewed proposal is
         # still this pipeline's output and goes too, or the new boxes would land beside the old outlines.
         _, deleted = Detection.objects.filter(
@@ -206,8 +219,9 @@ def scene_search(
                 )
             )
         Detection.objects.bulk_create(rows)
-    with stage("object_vectors", timings):
-        object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
+        # Indexed under the same lock: the next search cannot delete these rows before their vectors are in.
+        with stage("object_vectors", timings):
+            object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
     per_class = {by_id[i].name: sum(1 for c in fresh if c.class_id == i) for i in searched_ids}
     return {
         "detections": len(rows),

@@ -3,6 +3,8 @@
 Every API error answers `{"error": {"code": str, "message": str, "detail": any}}`.
 """
 
+import sys
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -16,6 +18,7 @@ from .errors import (
     IngestError,
     InsufficientStorage,
     NotAllowed,
+    QueueUnavailable,
     SceneNotReady,
     TooManyRequests,
     UploadTooLarge,
@@ -30,6 +33,7 @@ HTTP_STATUS_BY_ERROR: dict[type[DomainError], int] = {
     Conflict: status.HTTP_409_CONFLICT,
     SceneNotReady: status.HTTP_409_CONFLICT,
     TooManyRequests: status.HTTP_429_TOO_MANY_REQUESTS,
+    QueueUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     DomainError: status.HTTP_400_BAD_REQUEST,
 }
 
@@ -98,7 +102,11 @@ def json_404(request, exception=None):
 
 
 def json_500(request):
-    """Django's 500 handler: JSON under /api/, the plain page elsewhere."""
+    """Django's 500 handler: 503 for a database or Redis outage; JSON under /api/, the plain page elsewhere."""
+    from config.outage import is_outage, outage_response
+
+    if is_outage(sys.exc_info()[1]):  # raised outside a view, e.g. a session read with Redis down
+        return outage_response(request)
     if request.path.startswith("/api/"):
         return JsonResponse(
             error_body("server_error", "Internal error; it has been logged. Try again or report it."), status=500

@@ -52,3 +52,9 @@ class TooManyRequests(DomainError):
     """A user who already has as much queued work as the server allows."""
 
     code = "too_many_requests"
+
+
+class QueueUnavailable(DomainError):
+    """The job queue (the Celery broker) cannot be reached, so a job cannot be started now."""
+
+    code = "queue_unavailable"

@@ -90,6 +90,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that it runs however the request ends: deletes upload temp files a request left behind.
     "annotate.uploads.UploadCleanupMiddleware",
+    # A database or Redis outage raised by a view answers 503 "try again" (config/outage.py).
+    "config.outage.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -239,6 +241,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A dead broker is noticed in about a second when a request sends a job (then 503 "queue unavailable"), not
+# after Celery's default of retrying for 20+ s while the user waits.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# A job queued this long whose message is not in the broker (a Redis restarted without its data) is re-sent
+# by the workers (gpu_tasks.broker), at start and every JOB_QUEUE_RECONCILE_S / 4.
+JOB_QUEUE_RECONCILE_S = env_int("JOB_QUEUE_RECONCILE_S", 120)
+
 
 # ------------------------------------------------------------------------------------------ auth/API
 AUTH_PASSWORD_VALIDATORS = [

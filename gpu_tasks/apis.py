@@ -15,7 +15,7 @@ from annotate.errors import DomainError, InsufficientStorage, UploadTooLarge
 from annotate.permissions import Action, require
 from annotate.serializers import SceneSerializer, SceneUploadSerializer
 
-from . import object_index, selectors, services
+from . import broker, object_index, selectors, services
 from .serializers import (
     EmbedInputSerializer,
     IngestInputSerializer,
@@ -60,6 +60,8 @@ class SceneUploadApi(APIView):
         if getattr(request._request, "upload_no_space", False):  # the handler already deleted the partial file
             raise InsufficientStorage(uploads.upload_disk_full_message())
         form.is_valid(raise_exception=True)
+        # Before the file is stored: with the queue down, nothing is kept and a re-upload is not a duplicate.
+        broker.broker_check()
         with transaction.atomic():
             scene = annotate_services.scene_create_from_upload(
                 project=project,

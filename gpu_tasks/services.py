@@ -12,12 +12,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from annotate.errors import Conflict, DomainError, SceneNotReady
+from annotate.errors import Conflict, DomainError, QueueUnavailable, SceneNotReady
 from annotate.models import Scene, SceneStatus
 from annotate.permissions import Action, require
 from annotate.services import scene_ingest
 
-from . import job_admission
+from . import broker, job_admission
 from .embedding import grid_summary, scene_grid_ensure, scene_grids_delete
 from .inference.errors import Cancelled, IncompatibleEmbeddings, InsufficientDiskSpace, ModelUnavailable
 from .models import Job, JobKind, JobStatus
@@ -188,7 +188,9 @@ def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = N
     Needs the permission to start a job of its kind; a GPU job counts against `user`'s pending jobs.
     """
     job_kind_require(kind=job.kind, role=role)
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) and not job_is_stalled(job):
+    retryable = job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job_is_stalled(job)
+    # A queued job the broker lost (restarted without its data) may be run again too.
+    if not retryable and not broker.job_is_lost(job):
         raise Conflict(f"The job is {job.status}; only failed, cancelled or stalled jobs can be run again.")
     if job.kind in job_admission.GPU_KINDS:
         job_admission.user_pending_check(user=user)
@@ -198,6 +200,7 @@ def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = N
         progress=0.0,
         error="",
         finished_at=None,
+        queued_at=timezone.now(),  # the broker reconcile counts from here
         message="Waiting for a worker",
     )
     job.refresh_from_db()
@@ -206,18 +209,18 @@ def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = N
 
 
 def _enqueue(job: Job) -> None:
-    """Send a job's task once the surrounding transaction commits."""
-    from . import tasks
+    """Send a job's task once the surrounding transaction commits; QueueUnavailable (503) when the broker is down.
 
-    task = {
-        JobKind.INGEST: tasks.ingest_scene_task,
-        JobKind.EMBED: tasks.gpu_embed_task,
-        JobKind.SEARCH: tasks.gpu_search_task,
-        JobKind.REFINE: tasks.gpu_refine_task,
-    }[job.kind]
-    if job.kind == JobKind.REFINE and job.params.get("interactive"):
-        task = tasks.interactive_refine_task
-    transaction.on_commit(lambda: task.delay(job.pk))
+    The broker is asked first, inside the transaction, so a request made while it is down rolls back what it
+    created; one that dies between the check and the send leaves the job failed with a retry that works.
+    """
+    try:
+        broker.broker_check()
+    except QueueUnavailable:
+        if not transaction.get_connection().in_atomic_block:  # nothing to roll back: say so on the row
+            broker.job_mark_unsent(job=job)
+        raise
+    transaction.on_commit(lambda: broker.job_send(job=job), robust=False)
 
 
 Progress = Callable[[float, str], None]

@@ -1,21 +1,28 @@
 """Fault: two GPU workers run two searches of one scene at once (real workers, real PostGIS, real Redis)."""
 
 import os
+import threading
 import time
 from collections import Counter
 
 import numpy as np
+import psycopg
+import psycopg.sql
 import pytest
+from django.db import connection
 
-from annotate.models import Annotation, Detection, DetectionStatus
+from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus
+from gpu_tasks import runtime
+from gpu_tasks.embedding import grid_open, scene_grid_ensure
 from gpu_tasks.models import Job, JobStatus, ObjectEmbedding
+from gpu_tasks.object_index import object_vectors_sync
 from tests.conftest import client_for
 from tests.gpu_tasks import conftest as gpu_fixtures
 from tests.gpu_tasks.conftest import wait_for_job
-from tests.gpu_tasks.support import BACKGROUND, RED, px_box_to_polygon
+from tests.gpu_tasks.support import BACKGROUND, PLANTED, RED, ColourEmbedder, planted_scene, px_box_to_polygon
 from tests.rasters import write_tif
 
-pytestmark = [pytest.mark.slow, pytest.mark.worker]
+pytestmark = [pytest.mark.slow]
 
 # The real-worker fixtures live with the GPU task tests; this directory uses them too.
 start_worker = gpu_fixtures.start_worker
@@ -49,6 +56,7 @@ def _proposal_keys(scene) -> Counter:
     return Counter((d.object_class_id, d.geometry.wkb.hex()) for d in rows)
 
 
+@pytest.mark.worker
 def test_two_searches_of_one_scene_on_two_workers_leave_one_search_output(
     start_worker, tiny_dinov2_dir, ingested, manager, tmp_path
 ):
@@ -108,3 +116,42 @@ def test_two_searches_of_one_scene_on_two_workers_leave_one_search_output(
         assert indexed.filter(detection__status=DetectionStatus.PROPOSED).count() == proposals.count()
         figures.append((round_no, [j.result["detections"] for j in jobs], winner.pk, round(elapsed, 1)))
     print("rounds (detections per job, winner, seconds):", figures)
+
+
+def test_indexing_skips_a_detection_deleted_under_it(transactional_db, ingested, manager, tmp_path):
+    """A reviewer deletes a detection (another connection, committed a moment later) while the index syncs."""
+    scene = ingested(planted_scene(tmp_path / "planted.tif"))
+    kiln = scene.project.classes.get(name="Brick Kiln")
+    example = Annotation.objects.create(
+        scene=scene, object_class=kiln, author=manager, geometry=px_box_to_polygon(scene, PLANTED[0].box_px, inset=8)
+    )
+    drawn = px_box_to_polygon(scene, PLANTED[1].box_px)
+    doomed = Detection.objects.create(
+        scene=scene, object_class=kiln, geometry=drawn, bbox=drawn.envelope, source=DetectionSource.MANUAL,
+        status=DetectionStatus.ACCEPTED,
+    )
+    with runtime.use_embedder(ColourEmbedder()):
+        grid = scene_grid_ensure(scene=scene)
+    meta, tokens = grid_open(grid)
+
+    db = connection.settings_dict
+    other = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"],
+        dbname=db["NAME"],
+    )
+    # The delete is made (the row locked) before the sync reads, and committed while it runs.
+    table = psycopg.sql.Identifier(Detection._meta.db_table)
+    other.execute(psycopg.sql.SQL("DELETE FROM {} WHERE id = %s").format(table), [doomed.pk])
+    committer = threading.Timer(1.0, other.commit)
+    committer.start()
+    try:
+        started = time.monotonic()
+        written = object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
+        waited = time.monotonic() - started
+    finally:
+        committer.join()
+        other.close()
+    assert written == 1  # the example; the deleted detection is skipped, not a foreign-key error
+    assert ObjectEmbedding.objects.filter(annotation=example).count() == 1
+    assert not ObjectEmbedding.objects.filter(detection_id=doomed.pk).exists()
+    assert waited >= 0.9  # it waited for the delete to end instead of racing it

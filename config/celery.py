@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 # The one place outside config.settings that touches the environment: Celery needs to know which
 # settings module to import before Django is set up.
@@ -11,3 +12,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("georeview")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def _watch_dead_workers(**_kwargs) -> None:
+    """Every worker looks for jobs whose worker died, at start and then periodically (gpu_tasks.worker_watch)."""
+    from gpu_tasks import worker_watch
+
+    worker_watch.start()
+
+
+@worker_shutdown.connect
+def _stop_watching(**_kwargs) -> None:
+    from gpu_tasks import worker_watch
+
+    worker_watch.stop()

@@ -207,6 +207,18 @@ GPU_PROFILE = env_bool("GPU_PROFILE", False)
 GPU_JOB_TIME_LIMIT_S = env_int("GPU_JOB_TIME_LIMIT_S", 6 * 3600)
 # A running job whose progress has not moved for this long has lost its worker (the UI says "stalled").
 JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 600)
+# Dead workers: a running job writes a heartbeat every JOB_HEARTBEAT_S from a thread of its own (so a long
+# forward pass does not silence it); one silent for JOB_DEAD_AFTER_S, or whose recorded pid is gone on this
+# host, lost its worker. Workers (at start and every JOB_RECONCILE_S) and job reads notice it, and re-queue it
+# up to JOB_MAX_AUTO_RETRIES times before leaving it failed with a retry that works.
+JOB_HEARTBEAT_S = env_int("JOB_HEARTBEAT_S", 5)
+JOB_DEAD_AFTER_S = env_int("JOB_DEAD_AFTER_S", 30)
+JOB_RECONCILE_S = env_int("JOB_RECONCILE_S", 5)
+JOB_MAX_AUTO_RETRIES = env_int("JOB_MAX_AUTO_RETRIES", 2)
+# A task that cannot reach the database retries after 5, 10, 20 ... s, at most JOB_DB_RETRY_MAX_S apart, for
+# JOB_DB_RETRIES tries (about 20 minutes in all): a database restart is ridden out, not burnt in a second.
+JOB_DB_RETRIES = env_int("JOB_DB_RETRIES", 8)
+JOB_DB_RETRY_MAX_S = env_int("JOB_DB_RETRY_MAX_S", 300)
 # Weights are fetched ahead of time (manage.py fetch_models); at run time the hub is never asked.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -249,7 +261,6 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # A job queued this long whose message is not in the broker (a Redis restarted without its data) is re-sent
 # by the workers (gpu_tasks.broker), at start and every JOB_QUEUE_RECONCILE_S / 4.
 JOB_QUEUE_RECONCILE_S = env_int("JOB_QUEUE_RECONCILE_S", 120)
-
 
 # ------------------------------------------------------------------------------------------ auth/API
 AUTH_PASSWORD_VALIDATORS = [

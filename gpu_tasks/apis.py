@@ -102,6 +102,7 @@ class JobListApi(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        services.jobs_reconcile_throttled()  # a dead worker's job is shown re-queued, not running, within seconds
         query = JobFilterSerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         data = query.validated_data
@@ -120,6 +121,7 @@ class JobDetailApi(generics.RetrieveAPIView):
     serializer_class = JobSerializer
 
     def get_queryset(self):
+        services.jobs_reconcile_throttled()
         return selectors.job_list(user=self.request.user)
 
 

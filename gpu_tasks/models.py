@@ -56,6 +56,12 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="how many times a worker started it")
+    # Who runs it: with the heartbeat, how a dead worker is told from a slow one (a pid is checked on its own host).
+    worker_host = models.CharField(max_length=255, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    auto_retries = models.PositiveSmallIntegerField(
+        default=0, help_text="how many times it was re-queued by itself after its worker died"
+    )
 
     class Meta:
         ordering = ["-queued_at"]

@@ -1,14 +1,18 @@
 """Job life cycle (create, progress, finish) and the services that start and run jobs."""
 
 import logging
+import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -52,16 +56,53 @@ def job_create(
     )
 
 
-def job_claim(*, job: Job) -> bool:
-    """Mark a queued job running; False when another worker holds it (a duplicate delivery) or it finished.
+def _this_worker() -> tuple[str, int]:
+    """(host name, pid) of this process, as recorded on the jobs it runs."""
+    return socket.gethostname(), os.getpid()
 
-    A running job whose heartbeat is older than JOB_STALE_AFTER_S lost its worker and may be claimed again.
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process of this host is alive (a zombie, killed but not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def job_worker_dead(job: Job) -> bool:
+    """A running job whose worker stopped: silent for JOB_DEAD_AFTER_S, or its recorded pid gone on this host."""
+    if job.status != JobStatus.RUNNING or job.heartbeat_at is None:
+        return False
+    if timezone.now() - job.heartbeat_at > timedelta(seconds=settings.JOB_DEAD_AFTER_S):
+        return True
+    host, _ = _this_worker()
+    return bool(job.worker_pid) and job.worker_host == host and not _pid_alive(job.worker_pid)
+
+
+def job_claim(*, job: Job) -> bool:
+    """Mark a queued job running here; False when a live worker holds it (a duplicate delivery) or it finished.
+
+    A running job whose worker is dead (job_worker_dead), or that this very process held (a retry after a
+    database outage), is taken over: a redelivery after a killed worker or pool child must not be dropped.
     """
+    job.refresh_from_db()
+    host, pid = _this_worker()
+    mine = job.worker_host == host and job.worker_pid == pid
+    takeover = job.status == JobStatus.RUNNING and (mine or job_worker_dead(job))
+    claimable = Q(status=JobStatus.QUEUED)
+    if takeover:  # compare-and-swap on the heartbeat: of two workers taking it over, one wins
+        claimable |= Q(status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at, worker_pid=job.worker_pid)
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.JOB_STALE_AFTER_S)
     claimed = (
         Job.objects.filter(pk=job.pk)
-        .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale))
+        .filter(claimable)
         .update(
             status=JobStatus.RUNNING,
             started_at=now,
@@ -71,8 +112,12 @@ def job_claim(*, job: Job) -> bool:
             error="",
             message="Started",
             attempts=F("attempts") + 1,
+            worker_host=host,
+            worker_pid=pid,
         )
     )
+    if claimed and takeover:
+        log.warning("job %s: its worker (%s) is gone; taking it over", job.pk, _worker_label(job))
     job.refresh_from_db()
     return claimed == 1
 
@@ -82,7 +127,13 @@ def job_start(*, job: Job) -> Job:
     now = timezone.now()
     job.status, job.started_at, job.finished_at, job.heartbeat_at = JobStatus.RUNNING, now, None, now
     job.progress, job.error, job.message = 0.0, "", "Started"
-    job.save(update_fields=["status", "started_at", "finished_at", "heartbeat_at", "progress", "error", "message"])
+    job.worker_host, job.worker_pid = _this_worker()
+    job.save(
+        update_fields=[
+            "status", "started_at", "finished_at", "heartbeat_at", "progress", "error", "message", "worker_host",
+            "worker_pid",
+        ]
+    )
     return job
 
 
@@ -99,6 +150,38 @@ def job_progress_reporter(*, job: Job) -> Callable[[float, str], None]:
         Job.objects.filter(pk=job.pk).update(progress=fraction, message=message[:500], heartbeat_at=timezone.now())
 
     return report
+
+
+@contextmanager
+def job_heartbeat(*, job: Job):
+    """Write the job's heartbeat every JOB_HEARTBEAT_S from a thread while the block runs.
+
+    A thread, not the progress reports: one forward pass or a GDAL read may take longer than the dead-worker
+    threshold, and a live worker must never look dead. It writes only while this process still holds the job.
+    """
+    stop = threading.Event()
+    mine = Job.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, worker_host=job.worker_host, worker_pid=job.worker_pid
+    )
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.JOB_HEARTBEAT_S):
+                try:
+                    mine.update(heartbeat_at=timezone.now())
+                except DatabaseError:  # the database is away: beat again when it is back
+                    log.warning("job %s: heartbeat not written (database unavailable)", job.pk)
+                    connection.close()
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"job-{job.pk}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def job_cancel_checker(*, job: Job) -> Callable[[], bool]:
@@ -169,6 +252,13 @@ def job_cancel(*, job: Job, role: str | None) -> Job:
         status=JobStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started"
     )
     job.refresh_from_db()
+    if not cancelled_now and job_worker_dead(job):  # nobody will reach "the next batch": end it now
+        cancelled_now = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at).update(
+            status=JobStatus.CANCELLED,
+            finished_at=timezone.now(),
+            message=f"Cancelled (the worker running it had stopped: {_worker_label(job)})",
+        )
+        job.refresh_from_db()
     if not cancelled_now:
         Job.objects.filter(pk=job.pk).update(message="Cancelling at the next batch")
         job.refresh_from_db()
@@ -176,10 +266,81 @@ def job_cancel(*, job: Job, role: str | None) -> Job:
 
 
 def job_is_stalled(job: Job) -> bool:
-    """A running job whose worker stopped reporting (killed, out of memory, machine lost)."""
-    if job.status != JobStatus.RUNNING or job.heartbeat_at is None:
-        return False
-    return timezone.now() - job.heartbeat_at > timedelta(seconds=settings.JOB_STALE_AFTER_S)
+    """A running job whose worker stopped (killed, out of memory, machine lost): see job_worker_dead."""
+    return job_worker_dead(job)
+
+
+def _worker_label(job: Job) -> str:
+    return f"pid {job.worker_pid or '?'} on {job.worker_host or 'an unknown host'}"
+
+
+def _job_interrupt(*, job: Job) -> bool:
+    """Re-queue a job whose worker died (or fail it past JOB_MAX_AUTO_RETRIES); False when it changed meanwhile."""
+    who, most = _worker_label(job), settings.JOB_MAX_AUTO_RETRIES
+    attempt = job.auto_retries + 1
+    # Compare-and-swap on the heartbeat: a live worker's beat, or another reconciler, wins.
+    unchanged = Job.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at, worker_pid=job.worker_pid
+    )
+    now = timezone.now()
+    if job.cancel_requested:
+        done = unchanged.update(
+            status=JobStatus.CANCELLED, finished_at=now, message=f"Cancelled (the worker running it stopped: {who})"
+        )
+    elif attempt <= most:
+        with transaction.atomic():
+            done = unchanged.update(
+                status=JobStatus.QUEUED,
+                auto_retries=attempt,
+                message=(
+                    f"Interrupted: the worker running this job stopped ({who}); "
+                    f"re-queued automatically (attempt {attempt} of {most})"
+                ),
+            )
+            if done:
+                job.refresh_from_db()
+                _enqueue(job)
+    else:
+        done = unchanged.update(
+            status=JobStatus.FAILED,
+            finished_at=now,
+            message="Failed",
+            error=(
+                f"The worker running this job stopped ({who}), again after {most} automatic re-queues; it may need "
+                "more memory or time than a worker has. Retry it (POST /api/jobs/{id}/retry/) once that is fixed."
+            ).replace("{id}", str(job.pk)),
+        )
+    if done:
+        log.warning("job %s: worker %s stopped; now %s", job.pk, who, Job.objects.get(pk=job.pk).status)
+    return bool(done)
+
+
+def jobs_reconcile() -> list[int]:
+    """Re-queue (or fail, or cancel) every running job whose worker died; the ids of the jobs it changed."""
+    changed = []
+    for job in Job.objects.filter(status=JobStatus.RUNNING):
+        if job_worker_dead(job):
+            try:
+                if _job_interrupt(job=job):
+                    changed.append(job.pk)
+            except QueueUnavailable:  # the broker's own reconcile re-sends it once Redis is back
+                log.warning("job %s: worker dead, queue unavailable; the broker reconcile re-sends it", job.pk)
+    return changed
+
+
+_last_reconcile = {"t": float("-inf")}
+
+
+def jobs_reconcile_throttled() -> None:
+    """jobs_reconcile at most once per JOB_HEARTBEAT_S in this process: cheap enough for every job read."""
+    now = time.monotonic()
+    if now - _last_reconcile["t"] < settings.JOB_HEARTBEAT_S:
+        return
+    _last_reconcile["t"] = now
+    try:
+        jobs_reconcile()
+    except DatabaseError:  # a read must not fail because of housekeeping; the read itself says what is wrong
+        log.exception("dead-worker reconcile failed")
 
 
 def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = None) -> Job:
@@ -188,8 +349,10 @@ def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = N
     Needs the permission to start a job of its kind; a GPU job counts against `user`'s pending jobs.
     """
     job_kind_require(kind=job.kind, role=role)
-    retryable = job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job_is_stalled(job)
     # A queued job the broker lost (restarted without its data) may be run again too.
+    retryable = job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job_is_stalled(job)
+    # An interrupted job re-queued by itself may be sent again too (a duplicate delivery does nothing).
+    retryable = retryable or (job.status == JobStatus.QUEUED and job.auto_retries > 0)
     if not retryable and not broker.job_is_lost(job):
         raise Conflict(f"The job is {job.status}; only failed, cancelled or stalled jobs can be run again.")
     if job.kind in job_admission.GPU_KINDS:
@@ -201,6 +364,7 @@ def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = N
         error="",
         finished_at=None,
         queued_at=timezone.now(),  # the broker reconcile counts from here
+        auto_retries=0,
         message="Waiting for a worker",
     )
     job.refresh_from_db()
@@ -257,8 +421,13 @@ def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progres
         return {**(result or {}), **extra}
 
     try:
-        with job_profiling(job=job):
+        with job_heartbeat(job=job), job_profiling(job=job):
             result, message = work(progress, job_cancel_checker(job=job), timings)
+    except (OperationalError, InterfaceError):
+        # The database is away: the failure cannot be recorded. The task retries with backoff and takes the
+        # job over (this process still holds it); past its retries the reconcile sees a silent worker.
+        log.exception("job %s: database unavailable", job.pk)
+        raise
     except Cancelled:
         return job_mark_cancelled(job=job, result=with_timings())
     except DomainError as exc:
@@ -442,7 +611,8 @@ def embed_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress |
             should_cancel=should_cancel,
             timings=timings,
         )
-        result = {"grid": grid_summary(grid)}
+        # Tiles an interrupted run had written already and this one did not embed again.
+        result = {"grid": grid_summary(grid), "tiles_skipped": int(timings.get("tiles_skipped", 0))}
         return result, f"Embedded: {grid.grid_h} x {grid.grid_w} patches of {grid.dim} values ({grid.model_id})"
 
     return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)

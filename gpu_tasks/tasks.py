@@ -10,12 +10,16 @@ from . import services
 # Only a lost database connection is worth a retry; every other failure is recorded on the Job row.
 TRANSIENT = (OperationalError, InterfaceError)
 # A killed worker's job is redelivered (acks_late + reject_on_worker_lost); the Job row's claim makes that safe.
+# Database retries wait 5, 10, 20 ... s up to JOB_DB_RETRY_MAX_S apart (no jitter, which could make one
+# immediate): a PostgreSQL restart or failover is ridden out instead of the retries being spent in a second.
 JOB_TASK = {
     "acks_late": True,
     "reject_on_worker_lost": True,
     "autoretry_for": TRANSIENT,
-    "max_retries": 3,
-    "retry_backoff": True,
+    "max_retries": settings.JOB_DB_RETRIES,
+    "retry_backoff": 5,
+    "retry_backoff_max": settings.JOB_DB_RETRY_MAX_S,
+    "retry_jitter": False,
 }
 INGEST_TASK = {**JOB_TASK, "time_limit": 6 * 3600, "soft_time_limit": 6 * 3600 - 60}
 GPU_TASK = {

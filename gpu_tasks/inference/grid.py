@@ -21,6 +21,8 @@ from .errors import IncompatibleEmbeddings, InsufficientDiskSpace
 TOKENS_FILE = "tokens.f16"
 META_FILE = "meta.json"
 COMPLETE_FILE = "COMPLETE"
+# One byte per tile of the tiling plan, 1 once the tile's tokens are flushed: a re-run resumes from it.
+TILES_DONE_FILE = "tiles_done"
 TOKEN_DTYPE = np.float16
 
 
@@ -182,12 +184,43 @@ class GridStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (self.directory / COMPLETE_FILE).unlink()
+        if self._resumable(meta):
+            # An interrupted run with the same key: keep the tokens of the tiles it finished (tiles_done).
+            return np.memmap(self.tokens_path, dtype=TOKEN_DTYPE, mode="r+", shape=meta.shape)
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / TILES_DONE_FILE).unlink()
         with contextlib.suppress(FileNotFoundError):
             # A fresh file: never reuse stale tokens from an interrupted run of another shape.
             self.tokens_path.unlink()
         meta.save(self.directory / META_FILE)
         reserve_space(self.tokens_path, int(np.prod(meta.shape)) * np.dtype(TOKEN_DTYPE).itemsize)
         return np.memmap(self.tokens_path, dtype=TOKEN_DTYPE, mode="r+", shape=meta.shape)
+
+    def _resumable(self, meta: GridMeta) -> bool:
+        """Whether the directory holds a partial grid of this very key and shape, with its finished tiles listed."""
+        try:
+            old = GridMeta.load(self.directory / META_FILE)
+            size = self.tokens_path.stat().st_size
+        except (OSError, ValueError, TypeError):
+            return False
+        expected = int(np.prod(meta.shape)) * np.dtype(TOKEN_DTYPE).itemsize
+        done = self.directory / TILES_DONE_FILE
+        return old.key == meta.key and old.shape == meta.shape and size == expected and done.is_file()
+
+    def tiles_done(self, n_tiles: int) -> np.ndarray:
+        """Which of the plan's n_tiles tiles are on disk already (bool array; none for a new grid)."""
+        try:
+            done = np.fromfile(self.directory / TILES_DONE_FILE, dtype=np.uint8)
+        except (FileNotFoundError, ValueError):
+            return np.zeros(n_tiles, dtype=bool)
+        return done.astype(bool) if done.size == n_tiles else np.zeros(n_tiles, dtype=bool)
+
+    def mark_tiles_done(self, done: np.ndarray) -> None:
+        """Record the finished tiles; call after their tokens were flushed (temp file + rename: never half-written)."""
+        path = self.directory / TILES_DONE_FILE
+        tmp = path.with_name(TILES_DONE_FILE + ".tmp")
+        np.asarray(done, dtype=np.uint8).tofile(tmp)
+        os.replace(tmp, path)
 
     @staticmethod
     def release(tokens: np.memmap) -> None:

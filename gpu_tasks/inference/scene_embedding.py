@@ -93,7 +93,8 @@ def embed_scene(
     Memory is bounded by one batch of tiles plus one prefetched batch. timings accumulates seconds under
     "read" (reader thread, overlapped with the forward pass), "read_wait" (the part not hidden by it),
     "preprocess" (batch assembly), "forward" (embed_tiles incl. normalisation and transfers), "write" and
-    "total", and the tile count under "tiles".
+    "total", the tile count under "tiles" and, when an interrupted run is resumed, the tiles it had already
+    written (and are not embedded again) under "tiles_skipped".
     """
     t_start = time.perf_counter()
     spec = embedder.spec
@@ -133,15 +134,23 @@ def embed_scene(
     plans = plan_tiles(scene_w_px, scene_h_px, patch, scale, tile_px, margin_patches)
     store = GridStore(out_dir)
     grid = store.create(meta)
+    tiles_done = store.tiles_done(len(plans))
+    skipped = int(tiles_done.sum())
+    todo = [i for i in range(len(plans)) if not tiles_done[i]]
     batch_size = max(1, int(embedder.batch_size))
-    batches = [plans[i : i + batch_size] for i in range(0, len(plans), batch_size)]
-    done = 0
-    log.info("embedding %dx%d px scene: %d tiles, grid %dx%d", scene_w_px, scene_h_px, len(plans), grid_h, grid_w)
+    batch_ids = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    batches = [[plans[i] for i in ids] for ids in batch_ids]
+    written: list[int] = []  # tiles written since the last flush
+    done = skipped
+    log.info(
+        "embedding %dx%d px scene: %d tiles (%d already on disk), grid %dx%d",
+        scene_w_px, scene_h_px, len(plans), skipped, grid_h, grid_w,
+    )
 
     # One reader thread: GDAL reads of batch k+1 overlap the forward pass of batch k; a single thread
     # also keeps every use of the (not thread-safe) dataset handle sequential.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-reader") as pool:
-        pending: Future[_Batch] | None = pool.submit(_read_batch, read_rgb, batches[0])
+        pending: Future[_Batch] | None = pool.submit(_read_batch, read_rgb, batches[0]) if batches else None
         try:
             for index in range(len(batches)):
                 if should_cancel is not None and should_cancel():
@@ -167,10 +176,14 @@ def embed_scene(
                     grid[p.grid_row0 : p.grid_row1, p.grid_col0 : p.grid_col1] = tokens[
                         b, p.tok_row0 : p.tok_row0 + p.owned_h, p.tok_col0 : p.tok_col0 + p.owned_w
                     ]
+                written.extend(batch_ids[index])
                 if any(p.grid_col1 == grid_w for p in batch.plans):
                     # A row of tiles is finished: its tokens go to disk and leave memory (peak RSS stays
-                    # bounded by the batch, not the grid).
+                    # bounded by the batch, not the grid); then they are listed as done, for a resume.
                     store.release(grid)
+                    tiles_done[written] = True
+                    written.clear()
+                    store.mark_tiles_done(tiles_done)
                 _add_time(timings, "write", time.perf_counter() - t0)
                 done += len(batch.plans)
                 if progress:
@@ -185,6 +198,8 @@ def embed_scene(
     _add_time(timings, "total", time.perf_counter() - t_start)
     if timings is not None:
         timings["tiles"] = timings.get("tiles", 0) + len(plans)
+        if skipped:
+            timings["tiles_skipped"] = timings.get("tiles_skipped", 0) + skipped
     return meta
 
 

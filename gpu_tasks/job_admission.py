@@ -99,7 +99,7 @@ def _xact_lock(*parts) -> None:
 
 def job_identical_pending(*, kind: str, scene: Scene, params: dict) -> Job | None:
     """A queued or live running job of the same kind, scene and params (whoever asked for it), or None."""
-    live = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_S)
+    live = timezone.now() - timedelta(seconds=settings.JOB_DEAD_AFTER_S)
     return (
         Job.objects.filter(kind=kind, scene=scene, params=params, cancel_requested=False)
         .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__gte=live))
@@ -110,8 +110,8 @@ def job_identical_pending(*, kind: str, scene: Scene, params: dict) -> Job | Non
 
 def user_pending_gpu_jobs(*, user: AbstractBaseUser) -> int:
     """Queued and running GPU jobs a user started."""
-    # A stalled job (its worker died) holds no worker, so it does not count.
-    live = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_S)
+    # A job whose worker died (silent for JOB_DEAD_AFTER_S) holds no worker, so it does not count.
+    live = timezone.now() - timedelta(seconds=settings.JOB_DEAD_AFTER_S)
     pending = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__gte=live)
     return Job.objects.filter(pending, created_by=user, kind__in=GPU_KINDS).count()
 

@@ -1,10 +1,14 @@
-"""The dead-worker watch each Celery worker runs: at start, then every JOB_RECONCILE_S from a thread."""
+"""Housekeeping each Celery worker runs from a thread: the dead-worker watch (at start, then every JOB_RECONCILE_S)
+and the sweep of stale upload temp files (at start, then every UPLOAD_SWEEP_EVERY_S)."""
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+
+from annotate.upload_sweep import uploads_sweep
 
 from . import services
 
@@ -30,11 +34,27 @@ def reconcile_once() -> list[int]:
     return changed
 
 
-def _loop() -> None:
+def sweep_uploads_once() -> None:
+    """Remove stale upload temp files now; never raises (a database outage must not end the loop)."""
     try:
-        reconcile_once()
-        while not _stop.wait(settings.JOB_RECONCILE_S):
+        uploads_sweep()
+    except DatabaseError:
+        log.warning("stale upload sweep skipped: database unavailable")
+        connection.close()
+    except Exception:
+        log.exception("stale upload sweep failed")
+
+
+def _loop() -> None:
+    next_sweep = 0.0
+    try:
+        while True:
             reconcile_once()
+            if time.monotonic() >= next_sweep:
+                sweep_uploads_once()
+                next_sweep = time.monotonic() + max(1.0, float(settings.UPLOAD_SWEEP_EVERY_S))
+            if _stop.wait(settings.JOB_RECONCILE_S):
+                break
     finally:
         connection.close()  # this thread's own connection
 

@@ -256,3 +256,19 @@ def test_an_embedding_grid_that_does_not_fit_is_refused_with_sizes_not_a_sigbus(
     assert done.stdout.startswith("REFUSED"), done.stdout
     assert "19.5 MiB" in done.stdout and "free" in done.stdout and "retry" in done.stdout
     assert (disk / "grid" / "tokens.f16").stat().st_blocks == 0  # what it had allocated is given back
+
+
+@pytest.mark.worker
+def test_a_worker_sweeps_stale_upload_files_when_it_starts(start_worker, settings):
+    uploads = Path(settings.UPLOAD_TMP_DIR)
+    stale, fresh = uploads / "stale.upload", uploads / "fresh.upload"
+    stale.write_bytes(b"x" * 1024)
+    fresh.write_bytes(b"y" * 1024)
+    hours_ago = time.time() - 7200
+    os.utime(stale, (hours_ago, hours_ago))
+    worker = start_worker("default", UPLOAD_STALE_AFTER_S=3600)
+    deadline = time.monotonic() + 60
+    while stale.exists() and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.5)
+    assert not stale.exists(), "the worker's housekeeping thread did not sweep the stale upload"
+    assert fresh.exists(), "a recent upload (a request may still be writing it) is kept"

@@ -205,8 +205,6 @@ EMBED_MARGIN_PATCHES = env_int("EMBED_MARGIN_PATCHES", 4)
 # Stages in NVTX ranges on CUDA and a torch profiler trace written to DATA_DIR/jobs/<id>/ for every GPU job.
 GPU_PROFILE = env_bool("GPU_PROFILE", False)
 GPU_JOB_TIME_LIMIT_S = env_int("GPU_JOB_TIME_LIMIT_S", 6 * 3600)
-# A running job whose progress has not moved for this long has lost its worker (the UI says "stalled").
-JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 600)
 # Dead workers: a running job writes a heartbeat every JOB_HEARTBEAT_S from a thread of its own (so a long
 # forward pass does not silence it); one silent for JOB_DEAD_AFTER_S, or whose recorded pid is gone on this
 # host, lost its worker. Workers (at start and every JOB_RECONCILE_S) and job reads notice it, and re-queue it

@@ -77,7 +77,7 @@ def test_a_user_may_have_only_so_many_gpu_jobs_pending(project, annotator, manag
     first = Job.objects.filter(created_by=annotator).order_by("pk").first()
     Job.objects.filter(pk=first.pk).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
     assert api.post(f"/api/scenes/{scene.pk}/search/", {"default_threshold": 0.8}, format="json").status_code == 202
-    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_S + 60)
+    stale = timezone.now() - timedelta(seconds=settings.JOB_DEAD_AFTER_S + 60)
     queued = Job.objects.filter(created_by=annotator, status=JobStatus.QUEUED)
     queued.update(status=JobStatus.RUNNING, heartbeat_at=stale)
     assert api.post(f"/api/scenes/{scene.pk}/search/", {"default_threshold": 0.9}, format="json").status_code == 202

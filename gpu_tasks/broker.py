@@ -15,7 +15,7 @@ from datetime import timedelta
 import redis
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -25,8 +25,8 @@ from .models import Job, JobKind, JobStatus
 
 log = logging.getLogger(__name__)
 
-# What a broker that is down or unreachable raises, through Celery or redis-py.
-BROKER_ERRORS = (KombuOperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# What a broker that is down, unreachable or not a Redis (something else on its port) raises, via Celery or redis-py.
+BROKER_ERRORS = (KombuOperationalError, redis.exceptions.RedisError, OSError)
 QUEUE_UNAVAILABLE = "The job queue is unavailable, so the job could not be started; try again in a minute."
 # kombu's Redis transport keeps a queue's messages of priority p > 0 in the list "<queue>\x06\x16<p>".
 _PRIORITY_SEP = "\x06\x16"
@@ -172,12 +172,11 @@ def _reconcile_loop(interval_s: float) -> None:
     """Run jobs_reconcile every interval_s in a worker (a thread, so a long solo-pool task does not hold it up)."""
     while True:
         try:
-            close_old_connections()
             jobs_reconcile()
         except Exception:  # a database outage must not end the loop: the next pass tries again
             log.exception("job queue reconcile failed")
         finally:
-            close_old_connections()
+            connections.close_all()  # this thread's only; a pass every interval_s needs no connection kept open
         time.sleep(interval_s)
 
 

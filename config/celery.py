@@ -15,8 +15,8 @@ app.autodiscover_tasks()
 
 
 @worker_ready.connect
-def _watch_dead_workers(**_kwargs) -> None:
-    """Every worker looks for jobs whose worker died, at start and then periodically (gpu_tasks.worker_watch)."""
+def _start_housekeeping(**_kwargs) -> None:
+    """Every worker runs the housekeeping passes: dead workers, lost messages, stale uploads (worker_watch)."""
     from gpu_tasks import worker_watch
 
     worker_watch.start()

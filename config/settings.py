@@ -162,7 +162,7 @@ UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024**3)
 FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)
 FILE_UPLOAD_HANDLERS = ["annotate.uploads.SizeLimitedUploadHandler"]
 # Upload temp files older than this that no scene holds are left by killed web workers: swept at worker start
-# and every UPLOAD_SWEEP_EVERY_S by the default worker (annotate.upload_sweep).
+# and every UPLOAD_SWEEP_EVERY_S by every worker (gpu_tasks.worker_watch -> annotate.upload_sweep).
 UPLOAD_STALE_AFTER_S = env_int("UPLOAD_STALE_AFTER_S", 6 * 3600)
 UPLOAD_SWEEP_EVERY_S = env_int("UPLOAD_SWEEP_EVERY_S", 3600)
 RASTER_MAX_WIDTH = env_int("RASTER_MAX_WIDTH", 200_000)
@@ -257,7 +257,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1}
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 # A job queued this long whose message is not in the broker (a Redis restarted without its data) is re-sent
-# by the workers (gpu_tasks.broker), at start and every JOB_QUEUE_RECONCILE_S / 4.
+# by the workers (gpu_tasks.worker_watch -> broker.jobs_reconcile), at start and every JOB_QUEUE_RECONCILE_S / 4,
+# and by job reads.
 JOB_QUEUE_RECONCILE_S = env_int("JOB_QUEUE_RECONCILE_S", 120)
 
 # ------------------------------------------------------------------------------------------ auth/API

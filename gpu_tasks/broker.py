@@ -8,14 +8,10 @@ queue list nor the `unacked` hash is sent again (the claim in services.job_claim
 import base64
 import json
 import logging
-import threading
-import time
 from datetime import timedelta
 
 import redis
-from celery.signals import worker_ready
 from django.conf import settings
-from django.db import connections
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -166,22 +162,3 @@ def jobs_reconcile() -> list[int]:
         log.warning("job %s was queued but missing from the broker: re-sent", job.pk)
         resent.append(job.pk)
     return resent
-
-
-def _reconcile_loop(interval_s: float) -> None:
-    """Run jobs_reconcile every interval_s in a worker (a thread, so a long solo-pool task does not hold it up)."""
-    while True:
-        try:
-            jobs_reconcile()
-        except Exception:  # a database outage must not end the loop: the next pass tries again
-            log.exception("job queue reconcile failed")
-        finally:
-            connections.close_all()  # this thread's only; a pass every interval_s needs no connection kept open
-        time.sleep(interval_s)
-
-
-@worker_ready.connect
-def _start_reconcile(**kwargs) -> None:
-    """On worker start: re-send lost jobs now, then every JOB_QUEUE_RECONCILE_S / 4 (at least every second)."""
-    interval = max(1.0, settings.JOB_QUEUE_RECONCILE_S / 4)
-    threading.Thread(target=_reconcile_loop, args=(interval,), name="job-queue-reconcile", daemon=True).start()

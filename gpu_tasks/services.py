@@ -332,15 +332,16 @@ _last_reconcile = {"t": float("-inf")}
 
 
 def jobs_reconcile_throttled() -> None:
-    """jobs_reconcile at most once per JOB_HEARTBEAT_S in this process: cheap enough for every job read."""
+    """Dead-worker and lost-message reconcile at most once per JOB_HEARTBEAT_S here: cheap enough for every job read."""
     now = time.monotonic()
     if now - _last_reconcile["t"] < settings.JOB_HEARTBEAT_S:
         return
     _last_reconcile["t"] = now
     try:
         jobs_reconcile()
+        broker.jobs_reconcile()  # queued jobs the broker lost are re-sent (it does nothing while the broker is down)
     except DatabaseError:  # a read must not fail because of housekeeping; the read itself says what is wrong
-        log.exception("dead-worker reconcile failed")
+        log.exception("job reconcile failed")
 
 
 def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = None) -> Job:

@@ -20,13 +20,11 @@ from gpu_tasks.models import Job, JobStatus
 from gpu_tasks.services import ingest_job_start
 from tests.conftest import NEON, client_for
 from tests.faults.private_redis import PrivateRedis
-from tests.gpu_tasks import conftest as gpu_fixtures
 from tests.gpu_tasks.conftest import _use_broker, wait_for_job
 
 pytestmark = [pytest.mark.slow]
 
 # The real-worker fixture lives with the GPU task tests.
-start_worker = gpu_fixtures.start_worker
 
 
 @pytest.fixture

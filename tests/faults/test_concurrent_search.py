@@ -17,7 +17,6 @@ from gpu_tasks.embedding import grid_open, scene_grid_ensure
 from gpu_tasks.models import Job, JobStatus, ObjectEmbedding
 from gpu_tasks.object_index import object_vectors_sync
 from tests.conftest import client_for
-from tests.gpu_tasks import conftest as gpu_fixtures
 from tests.gpu_tasks.conftest import wait_for_job
 from tests.gpu_tasks.support import BACKGROUND, PLANTED, RED, ColourEmbedder, planted_scene, px_box_to_polygon
 from tests.rasters import write_tif
@@ -25,8 +24,6 @@ from tests.rasters import write_tif
 pytestmark = [pytest.mark.slow]
 
 # The real-worker fixtures live with the GPU task tests; this directory uses them too.
-start_worker = gpu_fixtures.start_worker
-tiny_dinov2_dir = gpu_fixtures.tiny_dinov2_dir
 
 # Each round is one race; the unlocked code lost 4 races out of 4 in the report, so 3 catch it.
 ROUNDS = int(os.environ.get("CONCURRENT_SEARCH_ROUNDS", "3"))

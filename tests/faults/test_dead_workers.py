@@ -23,8 +23,6 @@ from tests.gpu_tasks.support import PLANTED, planted_scene, px_box_to_polygon
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker]
 
-start_worker = gpu_fixtures.start_worker
-tiny_dinov2_dir = gpu_fixtures.tiny_dinov2_dir
 
 # Fast beats so that a death is noticed in a few seconds; batch 1 makes the 2800 px scene ~36 tiles of work.
 FAST = {"JOB_HEARTBEAT_S": 1, "JOB_DEAD_AFTER_S": 4, "JOB_RECONCILE_S": 1, "EMBED_BATCH_SIZE": 1, "TORCH_DEVICE": "cpu"}

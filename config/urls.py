@@ -11,6 +11,7 @@ from annotate import tile_views
 from annotate import views as pages
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
+from review import apis as review_apis
 
 handler404 = "annotate.api_errors.json_404"
 handler500 = "annotate.api_errors.json_500"
@@ -43,6 +44,17 @@ api = [
     path("jobs/<int:pk>/cancel/", job_apis.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<int:pk>/retry/", job_apis.JobRetryApi.as_view(), name="api-job-retry"),
     path("models/", model_apis.ModelStatusApi.as_view(), name="api-models"),
+    path("detections/<int:pk>/review/", review_apis.DetectionReviewApi.as_view(), name="api-detection-review"),
+    path("detections/<int:pk>/relabel/", review_apis.DetectionRelabelApi.as_view(), name="api-detection-relabel"),
+    path("detections/<int:pk>/reshape/", review_apis.DetectionReshapeApi.as_view(), name="api-detection-reshape"),
+    path("detections/<int:pk>/manual/", review_apis.ManualDetectionDeleteApi.as_view(), name="api-detection-manual"),
+    path("detections/<int:pk>/events/", review_apis.DetectionEventsApi.as_view(), name="api-detection-events"),
+    path("scenes/<int:scene_id>/detections/manual/", review_apis.ManualDetectionCreateApi.as_view(), name="api-manual"),
+    path("scenes/<int:scene_id>/detections/bulk-review/", review_apis.BulkReviewApi.as_view(), name="api-bulk-review"),
+    path("scenes/<int:scene_id>/review-queue/", review_apis.ReviewQueueApi.as_view(), name="api-review-queue"),
+    path("scenes/<int:scene_id>/events/", review_apis.SceneEventsApi.as_view(), name="api-scene-events"),
+    path("scenes/<int:scene_id>/review-progress/", review_apis.ReviewProgressApi.as_view(), name="api-review-progress"),
+    path("review/undo/", review_apis.UndoApi.as_view(), name="api-review-undo"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

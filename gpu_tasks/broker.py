@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -32,18 +33,14 @@ _clients: dict[str, redis.Redis] = {}
 
 def _client() -> redis.Redis:
     """A redis-py client for the broker's database that gives up within a second (one per broker URL)."""
-    from config.celery import app
-
-    url = app.conf.broker_url
+    url = current_app.conf.broker_url
     if url not in _clients:
         _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     return _clients[url]
 
 
 def _eager() -> bool:
-    from config.celery import app
-
-    return bool(app.conf.task_always_eager)
+    return bool(current_app.conf.task_always_eager)
 
 
 def broker_check() -> None:
@@ -57,17 +54,24 @@ def broker_check() -> None:
         raise QueueUnavailable(QUEUE_UNAVAILABLE) from exc
 
 
-def _task_for(job: Job):
-    from . import tasks
+# Tasks are named, never imported: tasks.py stands above services (each task calls one), so the queue below it
+# looks a task up in the Celery app's registry by the name a worker knows it by.
+_TASK_NAMES = {
+    JobKind.INGEST: "gpu_tasks.tasks.ingest_scene_task",
+    JobKind.EMBED: "gpu_tasks.tasks.gpu_embed_task",
+    JobKind.SEARCH: "gpu_tasks.tasks.gpu_search_task",
+    JobKind.REFINE: "gpu_tasks.tasks.gpu_refine_task",
+}
+_INTERACTIVE_REFINE = "gpu_tasks.tasks.interactive_refine_task"
 
-    if job.kind == JobKind.REFINE and job.params.get("interactive"):
-        return tasks.interactive_refine_task
-    return {
-        JobKind.INGEST: tasks.ingest_scene_task,
-        JobKind.EMBED: tasks.gpu_embed_task,
-        JobKind.SEARCH: tasks.gpu_search_task,
-        JobKind.REFINE: tasks.gpu_refine_task,
-    }[job.kind]
+
+def _task_for(job: Job):
+    """The registered Celery task that runs a job of this kind."""
+    interactive = job.kind == JobKind.REFINE and job.params.get("interactive")
+    name = _INTERACTIVE_REFINE if interactive else _TASK_NAMES[job.kind]
+    if name not in current_app.tasks:
+        current_app.loader.import_default_modules()  # the task modules, found as a worker finds them (autodiscover)
+    return current_app.tasks[name]
 
 
 def job_mark_unsent(*, job: Job) -> None:

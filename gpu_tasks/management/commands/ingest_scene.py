@@ -3,11 +3,11 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from annotate.errors import DomainError
 from annotate.models import Project
 from annotate.services import scene_create_from_path
+from gpu_tasks.management.progress import progress_bar
 from gpu_tasks.models import JobKind, JobStatus
 from gpu_tasks.services import ingest_job_run, job_create
 
@@ -47,13 +47,7 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         job = job_create(kind=JobKind.INGEST, project_id=proj.pk, scene=scene, params={"rgb_bands": rgb})
-        with tqdm(total=100, unit="%", desc=f"ingest {scene.name}", disable=options["verbosity"] == 0) as bar:
-
-            def show(fraction: float, message: str) -> None:
-                bar.n = round(fraction * 100)
-                bar.set_postfix_str(message[:60])
-                bar.refresh()
-
+        with progress_bar(f"ingest {scene.name}", disable=options["verbosity"] == 0) as show:
             job = ingest_job_run(job_id=job.pk, progress_extra=show)
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"Scene {scene.pk} failed: {job.error}")

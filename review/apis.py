@@ -11,16 +11,22 @@ from annotate.serializers import DetectionSerializer
 
 from . import selectors, services
 from .serializers import (
+    BulkOutputSerializer,
     BulkReviewInputSerializer,
+    DecisionOutputSerializer,
+    EventsPageSerializer,
     EventsQuerySerializer,
     ManualCreateInputSerializer,
     ManualDeleteInputSerializer,
+    ProgressOutputSerializer,
+    QueueOutputSerializer,
     QueueQuerySerializer,
     RelabelInputSerializer,
     ReshapeInputSerializer,
     ReviewEventSerializer,
     ReviewInputSerializer,
     UndoInputSerializer,
+    UndoOutputSerializer,
 )
 
 
@@ -44,7 +50,7 @@ def _decision(events, detection_id: int) -> dict:
 class DetectionReviewApi(APIView):
     """Accept or reject one detection (with a new class and/or shape: "fix and accept")."""
 
-    @extend_schema(request=ReviewInputSerializer)
+    @extend_schema(request=ReviewInputSerializer, responses=DecisionOutputSerializer)
     def post(self, request, pk: int):
         detection = selectors.detection_get(user=request.user, detection_id=pk)
         data = _valid(ReviewInputSerializer, request.data, scene=detection.scene)
@@ -59,7 +65,7 @@ class DetectionReviewApi(APIView):
 class DetectionRelabelApi(APIView):
     """Change one detection's class."""
 
-    @extend_schema(request=RelabelInputSerializer)
+    @extend_schema(request=RelabelInputSerializer, responses=DecisionOutputSerializer)
     def post(self, request, pk: int):
         detection = selectors.detection_get(user=request.user, detection_id=pk)
         data = _valid(RelabelInputSerializer, request.data, scene=detection.scene)
@@ -73,7 +79,7 @@ class DetectionRelabelApi(APIView):
 class DetectionReshapeApi(APIView):
     """Replace one detection's polygon."""
 
-    @extend_schema(request=ReshapeInputSerializer)
+    @extend_schema(request=ReshapeInputSerializer, responses=DecisionOutputSerializer)
     def post(self, request, pk: int):
         detection = selectors.detection_get(user=request.user, detection_id=pk)
         data = _valid(ReshapeInputSerializer, request.data, scene=detection.scene)
@@ -87,7 +93,7 @@ class DetectionReshapeApi(APIView):
 class ManualDetectionCreateApi(APIView):
     """Draw a missed object: saved as an accepted manual detection."""
 
-    @extend_schema(request=ManualCreateInputSerializer)
+    @extend_schema(request=ManualCreateInputSerializer, responses=DecisionOutputSerializer)
     def post(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         data = _valid(ManualCreateInputSerializer, request.data, scene=scene)
@@ -101,7 +107,7 @@ class ManualDetectionCreateApi(APIView):
 class ManualDetectionDeleteApi(APIView):
     """Delete a drawn detection (?expected_version=&client_id=); its history stays."""
 
-    @extend_schema(parameters=[ManualDeleteInputSerializer])
+    @extend_schema(parameters=[ManualDeleteInputSerializer], responses=DecisionOutputSerializer)
     def delete(self, request, pk: int):
         detection = selectors.detection_get(user=request.user, detection_id=pk)
         data = _valid(ManualDeleteInputSerializer, request.query_params.dict() or request.data)
@@ -115,7 +121,7 @@ class ManualDetectionDeleteApi(APIView):
 class UndoApi(APIView):
     """Undo the caller's last decision (in a scene if given) or a named event; a bulk action undoes as a group."""
 
-    @extend_schema(request=UndoInputSerializer)
+    @extend_schema(request=UndoInputSerializer, responses=UndoOutputSerializer)
     def post(self, request):
         data = _valid(UndoInputSerializer, request.data)
         event = selectors.event_get(user=request.user, event_id=data["event"]) if "event" in data else None
@@ -127,7 +133,7 @@ class UndoApi(APIView):
 class BulkReviewApi(APIView):
     """Accept or reject many proposed detections of a scene, by ids or by class and score."""
 
-    @extend_schema(request=BulkReviewInputSerializer)
+    @extend_schema(request=BulkReviewInputSerializer, responses=BulkOutputSerializer)
     def post(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         data = _valid(BulkReviewInputSerializer, request.data, scene=scene)
@@ -156,7 +162,7 @@ class BulkReviewApi(APIView):
 class ReviewQueueApi(APIView):
     """The next (or previous) proposed detections of a scene, by score or by uncertainty."""
 
-    @extend_schema(parameters=[QueueQuerySerializer])
+    @extend_schema(parameters=[QueueQuerySerializer], responses=QueueOutputSerializer)
     def get(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         query = _valid(QueueQuerySerializer, request.query_params.dict())
@@ -184,7 +190,7 @@ def _events_response(events: list, limit: int) -> Response:
 class SceneEventsApi(APIView):
     """A scene's review events after a cursor (?since=<event id>&user=<id>)."""
 
-    @extend_schema(parameters=[EventsQuerySerializer])
+    @extend_schema(parameters=[EventsQuerySerializer], responses=EventsPageSerializer)
     def get(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         query = _valid(EventsQuerySerializer, request.query_params.dict())
@@ -197,7 +203,7 @@ class SceneEventsApi(APIView):
 class DetectionEventsApi(APIView):
     """One detection's history (also after it was deleted, while its scene is visible)."""
 
-    @extend_schema(parameters=[EventsQuerySerializer])
+    @extend_schema(parameters=[EventsQuerySerializer], responses=EventsPageSerializer)
     def get(self, request, pk: int):
         query = _valid(EventsQuerySerializer, request.query_params.dict())
         events = selectors.events_since(
@@ -212,6 +218,7 @@ class DetectionEventsApi(APIView):
 class ReviewProgressApi(APIView):
     """Counts of a scene's detections per status and class, and the caller's own decisions."""
 
+    @extend_schema(responses=ProgressOutputSerializer)
     def get(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         return Response(selectors.review_progress(scene=scene, user=request.user))

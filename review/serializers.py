@@ -4,10 +4,12 @@ import json
 import math
 
 from django.contrib.gis.geos import GEOSGeometry
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import DetectionStatus, ObjectClass, Scene
-from annotate.serializers import Wgs84GeometryField, check_geometry_near_scene
+from annotate.serializers import DetectionSerializer, Wgs84GeometryField, check_geometry_near_scene
 
 from .models import ReviewEvent
 from .selectors import QueueOrder
@@ -34,6 +36,19 @@ def _finite(value: float, name: str) -> float:
     return value
 
 
+POLYGON_SCHEMA = {
+    "type": "object",
+    "description": "GeoJSON Polygon in EPSG:4326, 2D [longitude, latitude]",
+    "properties": {
+        "type": {"type": "string", "enum": ["Polygon"]},
+        "coordinates": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {
+            "type": "number"}, "minItems": 2, "maxItems": 2}}},
+    },
+    "required": ["type", "coordinates"],
+}
+
+
+@extend_schema_field(POLYGON_SCHEMA)
 class SceneGeometryField(Wgs84GeometryField):
     """A valid 2D polygon in EPSG:4326 on the scene in the serializer's context (`scene`)."""
 
@@ -49,6 +64,7 @@ class SceneGeometryField(Wgs84GeometryField):
         return geometry
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class ClassOfSceneField(serializers.Field):
     """A class id of the context scene's project; any other id answers the same "no such class"."""
 
@@ -212,3 +228,59 @@ class ReviewEventSerializer(serializers.ModelSerializer):
 def _geojson(geometry) -> dict | None:
     """A geometry as a GeoJSON dict."""
     return json.loads(geometry.geojson) if geometry is not None else None
+
+
+class DecisionOutputSerializer(serializers.Serializer):
+    """What a change answers: its events and the detection now (null once deleted)."""
+
+    events = ReviewEventSerializer(many=True)
+    detection = DetectionSerializer(allow_null=True)
+
+
+class UndoOutputSerializer(serializers.Serializer):
+    """The undo events (several for a bulk action)."""
+
+    events = ReviewEventSerializer(many=True)
+
+
+class BulkOutputSerializer(serializers.Serializer):
+    """A bulk decision: its batch id (null when nothing matched), how many and which detections."""
+
+    batch_id = serializers.UUIDField(allow_null=True)
+    count = serializers.IntegerField()
+    detections = serializers.ListField(child=serializers.IntegerField())
+
+
+class QueueOutputSerializer(serializers.Serializer):
+    """The next (or previous) proposed detections, a GeoJSON FeatureCollection."""
+
+    order = serializers.CharField()
+    detections = DetectionSerializer(many=True)
+
+
+class EventsPageSerializer(serializers.Serializer):
+    """Events after a cursor; ask again with `since=cursor` while `more`."""
+
+    events = ReviewEventSerializer(many=True)
+    cursor = serializers.IntegerField(allow_null=True)
+    more = serializers.BooleanField()
+
+
+class ClassProgressSerializer(serializers.Serializer):
+    """Counts of one class per status."""
+
+    object_class = serializers.IntegerField()
+    class_name = serializers.CharField()
+    proposed = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+
+
+class ProgressOutputSerializer(serializers.Serializer):
+    """A scene's counts per status and class, and the caller's own decisions per verb."""
+
+    scene = serializers.IntegerField()
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    by_class = ClassProgressSerializer(many=True)
+    mine = serializers.DictField(child=serializers.IntegerField())

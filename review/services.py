@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.gis.geos import Polygon
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -313,6 +313,13 @@ def decision_undo(
         return list(ReviewEvent.objects.filter(batch_id=done.batch_id)) if done.batch_id else [done]
 
 
+def _ids(detections: Iterable[Detection]):
+    """Primary keys of `detections`: a subquery for a queryset (no round trip of a long id list)."""
+    if isinstance(detections, QuerySet):
+        return detections.values("pk")
+    return [d.pk for d in detections]
+
+
 def detections_bulk_review(
     *, scene: Scene, actor: AbstractBaseUser, verdict: str, detections: Iterable[Detection], client_id: str = "",
     comment: str = "",
@@ -331,7 +338,7 @@ def detections_bulk_review(
             locked = (
                 Detection.objects.select_for_update(of=("self",))
                 .select_related("scene")
-                .filter(pk__in=[d.pk for d in detections], scene=scene, status=DetectionStatus.PROPOSED)
+                .filter(pk__in=_ids(detections), scene=scene, status=DetectionStatus.PROPOSED)
                 .order_by("pk")
             )
             for detection in locked:

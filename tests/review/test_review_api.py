@@ -336,3 +336,16 @@ def test_stale_status_values(rapi, scene, classes):
     assert review(rapi, det, 1, "v", verdict="proposed").status_code == 400
     assert review(rapi, det, 0, "v").status_code == 400
     assert Detection.objects.get(pk=det.pk).status == DetectionStatus.PROPOSED
+
+
+def test_review_endpoints_are_in_the_openapi_schema(rapi):
+    paths = rapi.get("/api/schema/?format=json").json()["paths"]
+    review_body = paths["/api/detections/{id}/review/"]["post"]
+    assert "requestBody" in review_body and "200" in review_body["responses"]
+    for path in (
+        "/api/detections/{id}/relabel/", "/api/detections/{id}/reshape/", "/api/detections/{id}/manual/",
+        "/api/detections/{id}/events/", "/api/scenes/{scene_id}/detections/manual/",
+        "/api/scenes/{scene_id}/detections/bulk-review/", "/api/scenes/{scene_id}/review-queue/",
+        "/api/scenes/{scene_id}/events/", "/api/scenes/{scene_id}/review-progress/", "/api/review/undo/",
+    ):
+        assert path in paths, path

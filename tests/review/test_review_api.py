@@ -349,3 +349,56 @@ def test_review_endpoints_are_in_the_openapi_schema(rapi):
         "/api/scenes/{scene_id}/events/", "/api/scenes/{scene_id}/review-progress/", "/api/review/undo/",
     ):
         assert path in paths, path
+
+
+def test_group_undo_refused_whole_when_one_changed_since(api, rapi, scene, classes):
+    dets = [make_detection(scene, classes[0], score=0.9, i=i) for i in range(3)]
+    r = rapi.post(
+        f"/api/scenes/{scene.pk}/detections/bulk-review/",
+        {"verdict": "rejected", "client_id": "g1", "ids": [d.pk for d in dets]}, format="json",
+    )
+    assert r.json()["count"] == 3
+    review(api, dets[1], 2, "later")  # someone accepts one of them afterwards
+    r = rapi.post("/api/review/undo/", {"client_id": "gu"}, format="json")
+    assert r.status_code == 409
+    # Nothing half-undone: the other two stay rejected, no undo event was kept.
+    assert sorted(Detection.objects.filter(pk__in=[d.pk for d in dets]).values_list("status", flat=True)) == [
+        "accepted", "rejected", "rejected",
+    ]
+    assert not ReviewEvent.objects.filter(verb=ReviewVerb.UNDO).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_decisions_one_wins(project, manager, classes):
+    """Two reviewers post on the same version at the same moment: one 200, one 409 naming the winner."""
+    import threading
+
+    from django.db import connection
+
+    scene = make_scene(project)
+    det = make_detection(scene, classes[0])
+    users = [manager, make_user("rita")]
+    membership_set(project=project, user=users[1], role=Role.REVIEWER)
+    barrier, results = threading.Barrier(2), {}
+
+    def decide(user, verdict):
+        try:
+            client = client_for(user)
+            barrier.wait()
+            results[user.username] = review(client, det, 1, f"race-{user.username}", verdict=verdict)
+        finally:
+            connection.close()
+
+    verdicts = ("accepted", "rejected")
+    threads = [threading.Thread(target=decide, args=pair) for pair in zip(users, verdicts, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status_code for r in results.values())
+    assert codes == [200, 409]
+    winner = next(name for name, r in results.items() if r.status_code == 200)
+    loser = next(r for r in results.values() if r.status_code == 409)
+    assert loser.json()["error"]["detail"]["current"]["reviewer_name"] == winner
+    det.refresh_from_db()
+    assert det.version == 2 and ReviewEvent.objects.count() == 1

@@ -278,6 +278,45 @@ def _undo_one(*, event: ReviewEvent, actor: AbstractBaseUser, client_id: str, ba
     )
 
 
+STATUS_VERBS = (ReviewVerb.ACCEPT, ReviewVerb.REJECT)
+
+
+def _undo_status_group(*, group: list[ReviewEvent], actor: AbstractBaseUser, client_id: str, batch_id) -> list:
+    """Undo a bulk accept/reject in one UPDATE per restored status; all or nothing if any detection moved on."""
+    locked = {
+        d.pk: d
+        for d in Detection.objects.select_for_update(of=("self",))
+        .filter(pk__in=[e.detection_id for e in group])
+        .only("pk", "status", "object_class_id", "geometry", "version")
+    }
+    for e in group:
+        current = locked.get(e.detection_id)
+        if current is None or current.version != e.version_after:
+            raise NothingToUndo(
+                f"Detection {e.detection_id} of this group changed after the bulk decision, so undoing the group "
+                "would overwrite someone's later change; undo nothing, or decide those detections one by one.",
+                detail={"current": _state(current) if current else None, "event": e.pk},
+            )
+    now = timezone.now()
+    for status in {e.status_before for e in group}:
+        Detection.objects.filter(pk__in=[e.detection_id for e in group if e.status_before == status]).update(
+            status=status, reviewer=actor, reviewed_at=now, version=F("version") + 1
+        )
+    return ReviewEvent.objects.bulk_create(
+        [
+            ReviewEvent(
+                detection_id=e.detection_id, project_id=e.project_id, scene_id=e.scene_id, actor=actor,
+                verb=ReviewVerb.UNDO, status_before=e.status_after, status_after=e.status_before,
+                class_before=locked[e.detection_id].object_class_id, class_after=locked[e.detection_id].object_class_id,
+                geometry_before=locked[e.detection_id].geometry, geometry_after=locked[e.detection_id].geometry,
+                client_id=client_id if i == 0 else "", batch_id=batch_id, version_after=e.version_after + 1, undoes=e,
+            )
+            for i, e in enumerate(group)
+        ],
+        batch_size=1000,
+    )
+
+
 def decision_undo(
     *, actor: AbstractBaseUser, client_id: str = "", event: ReviewEvent | None = None, scene: Scene | None = None
 ) -> list[ReviewEvent]:
@@ -301,6 +340,8 @@ def decision_undo(
     undo_batch = uuid.uuid4() if event.batch_id else None
     try:
         with transaction.atomic():
+            if len(group) > 1 and all(e.verb in STATUS_VERBS for e in group):
+                return _undo_status_group(group=group, actor=actor, client_id=client_id, batch_id=undo_batch)
             # The first undo event carries the client id; the others share its batch id.
             return [
                 _undo_one(event=e, actor=actor, client_id=client_id if i == 0 else "", batch_id=undo_batch)
@@ -314,9 +355,10 @@ def decision_undo(
 
 
 def _ids(detections: Iterable[Detection]):
-    """Primary keys of `detections`: a subquery for a queryset (no round trip of a long id list)."""
+    """Primary keys of `detections`, as a list: as an IN (subquery) under FOR UPDATE the planner chose a nested loop
+    that took minutes at 20,000 detections."""
     if isinstance(detections, QuerySet):
-        return detections.values("pk")
+        return list(detections.values_list("pk", flat=True))
     return [d.pk for d in detections]
 
 
@@ -335,19 +377,29 @@ def detections_bulk_review(
     try:
         with transaction.atomic():
             # Locked so a concurrent single decision either lands first (and the row is skipped) or waits.
-            locked = (
+            locked = list(
                 Detection.objects.select_for_update(of=("self",))
-                .select_related("scene")
                 .filter(pk__in=_ids(detections), scene=scene, status=DetectionStatus.PROPOSED)
                 .order_by("pk")
+                .only("pk", "status", "object_class_id", "geometry", "version", "scene_id")
             )
-            for detection in locked:
-                events.append(
-                    _apply(
-                        detection=detection, actor=actor, verb=verb, expected_version=detection.version,
-                        client_id=client_id if not events else "", comment=comment, batch_id=batch_id,
-                        status=verdict,
-                    )
+            if locked:
+                # One UPDATE and one INSERT for the whole set: the rows are locked, so their versions hold.
+                Detection.objects.filter(pk__in=[d.pk for d in locked]).update(
+                    status=verdict, reviewer=actor, reviewed_at=timezone.now(), version=F("version") + 1
+                )
+                events = ReviewEvent.objects.bulk_create(
+                    [
+                        ReviewEvent(
+                            detection_id=d.pk, project_id=scene.project_id, scene_id=scene.pk, actor=actor, verb=verb,
+                            status_before=d.status, status_after=verdict, class_before=d.object_class_id,
+                            class_after=d.object_class_id, geometry_before=d.geometry, geometry_after=d.geometry,
+                            comment=comment, client_id=client_id if i == 0 else "", batch_id=batch_id,
+                            version_after=d.version + 1,
+                        )
+                        for i, d in enumerate(locked)
+                    ],
+                    batch_size=1000,
                 )
     except IntegrityError:
         done = _replayed(actor=actor, client_id=client_id)

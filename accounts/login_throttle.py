@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from annotate.api_errors import error_body
+from annotate.errors import error_body
 
 LOCKED_OUT_CODE = "login_locked"
 _RECORDED_USERNAME_MAX = AccessAttempt._meta.get_field("username").max_length

@@ -22,6 +22,7 @@ from .errors import (
     SceneNotReady,
     TooManyRequests,
     UploadTooLarge,
+    error_body,
 )
 
 # The one table: domain error -> HTTP status.
@@ -44,11 +45,6 @@ def http_status_for(exc: DomainError) -> int:
         if cls in HTTP_STATUS_BY_ERROR:
             return HTTP_STATUS_BY_ERROR[cls]
     return status.HTTP_400_BAD_REQUEST
-
-
-def error_body(code: str, message: str, detail=None) -> dict:
-    """The API's error shape."""
-    return {"error": {"code": code, "message": message, "detail": detail}}
 
 
 def _first_errors(data, prefix: str = "") -> list[str]:

@@ -58,3 +58,8 @@ class QueueUnavailable(DomainError):
     """The job queue (the Celery broker) cannot be reached, so a job cannot be started now."""
 
     code = "queue_unavailable"
+
+
+def error_body(code: str, message: str, detail=None) -> dict:
+    """The API's error shape: {"error": {"code", "message", "detail"}}."""
+    return {"error": {"code": code, "message": message, "detail": detail}}

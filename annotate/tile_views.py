@@ -13,7 +13,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from . import storage, tiles
-from .api_errors import error_body
+from .errors import error_body
 from .models import Scene, SceneStatus
 
 _token_auth = TokenAuthentication()

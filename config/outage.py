@@ -12,6 +12,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from annotate.errors import error_body
+
 log = logging.getLogger(__name__)
 
 # A lost database connection, and Redis (cache, sessions) down or not answering.
@@ -35,8 +37,6 @@ def is_outage(exc: BaseException | None) -> bool:
 def outage_response(request) -> HttpResponse:
     """503 with Retry-After: the API's JSON error under /api/, a page elsewhere (rendered without the database)."""
     if request.path.startswith("/api/"):
-        from annotate.api_errors import error_body
-
         response = JsonResponse(error_body("service_unavailable", OUTAGE_MESSAGE), status=503)
     else:
         response = HttpResponse(render_to_string("503.html", {"message": OUTAGE_MESSAGE}), status=503)

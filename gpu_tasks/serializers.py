@@ -14,8 +14,8 @@ from annotate.models import ObjectClass, Scene
 from annotate.selectors import bbox_polygon
 from annotate.serializers import check_rgb_bands
 
+from .liveness import job_is_stalled
 from .models import Job, JobKind, JobStatus
-from .services import job_is_stalled
 from .visual_search import SearchRequest
 
 # Ids are bigint primary keys; larger numbers are refused here rather than overflow in the database.

@@ -1,14 +1,11 @@
 """Job life cycle (create, progress, finish) and the services that start and run jobs."""
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -24,6 +21,7 @@ from annotate.services import scene_ingest
 from . import broker, job_admission
 from .embedding import grid_summary, scene_grid_ensure, scene_grids_delete
 from .inference.errors import Cancelled, IncompatibleEmbeddings, InsufficientDiskSpace, ModelUnavailable
+from .liveness import job_is_stalled, job_worker_dead, this_worker
 from .models import Job, JobKind, JobStatus
 from .profiling import job_profiling, trace_path
 from .refinement import detections_refine
@@ -56,36 +54,6 @@ def job_create(
     )
 
 
-def _this_worker() -> tuple[str, int]:
-    """(host name, pid) of this process, as recorded on the jobs it runs."""
-    return socket.gethostname(), os.getpid()
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process of this host is alive (a zombie, killed but not yet reaped, is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def job_worker_dead(job: Job) -> bool:
-    """A running job whose worker stopped: silent for JOB_DEAD_AFTER_S, or its recorded pid gone on this host."""
-    if job.status != JobStatus.RUNNING or job.heartbeat_at is None:
-        return False
-    if timezone.now() - job.heartbeat_at > timedelta(seconds=settings.JOB_DEAD_AFTER_S):
-        return True
-    host, _ = _this_worker()
-    return bool(job.worker_pid) and job.worker_host == host and not _pid_alive(job.worker_pid)
-
-
 def job_claim(*, job: Job) -> bool:
     """Mark a queued job running here; False when a live worker holds it (a duplicate delivery) or it finished.
 
@@ -93,7 +61,7 @@ def job_claim(*, job: Job) -> bool:
     database outage), is taken over: a redelivery after a killed worker or pool child must not be dropped.
     """
     job.refresh_from_db()
-    host, pid = _this_worker()
+    host, pid = this_worker()
     mine = job.worker_host == host and job.worker_pid == pid
     takeover = job.status == JobStatus.RUNNING and (mine or job_worker_dead(job))
     claimable = Q(status=JobStatus.QUEUED)
@@ -127,7 +95,7 @@ def job_start(*, job: Job) -> Job:
     now = timezone.now()
     job.status, job.started_at, job.finished_at, job.heartbeat_at = JobStatus.RUNNING, now, None, now
     job.progress, job.error, job.message = 0.0, "", "Started"
-    job.worker_host, job.worker_pid = _this_worker()
+    job.worker_host, job.worker_pid = this_worker()
     job.save(
         update_fields=[
             "status", "started_at", "finished_at", "heartbeat_at", "progress", "error", "message", "worker_host",
@@ -263,11 +231,6 @@ def job_cancel(*, job: Job, role: str | None) -> Job:
         Job.objects.filter(pk=job.pk).update(message="Cancelling at the next batch")
         job.refresh_from_db()
     return job
-
-
-def job_is_stalled(job: Job) -> bool:
-    """A running job whose worker stopped (killed, out of memory, machine lost): see job_worker_dead."""
-    return job_worker_dead(job)
 
 
 def _worker_label(job: Job) -> str:

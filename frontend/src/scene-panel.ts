@@ -21,6 +21,8 @@ import { byId, el } from "./dom";
 import { isActive, JobBox } from "./job-box";
 import { loadModelStatus, ModelStatus, renderModelNotice, searchBlockedText } from "./model-notice";
 import { geometryToLonLat, readFeatures, SceneLayers, withAlpha } from "./scene-layers";
+import { getCenter } from "ol/extent";
+import { ReviewKeys } from "./review/controller";
 
 const SCENE_JOB_KINDS = new Set(["search", "refine", "embed"]);
 const DETECTION_PAGE_SIZE = 5000;
@@ -65,6 +67,8 @@ class SearchPanel {
   /** Which models the server has (GET /api/models/); null until known or when it could not be read. */
   private models: ModelStatus | null = null;
   private readonly modelNotice = byId("models-notice");
+  /** Keyboard review of the selected detection (those who may annotate). */
+  private review: ReviewKeys | null = null;
 
   constructor(private map: OlMap, private scene: Scene, private panel: HTMLElement) {
     this.canAnnotate = panel.dataset.canAnnotate === "1";
@@ -77,6 +81,25 @@ class SearchPanel {
     });
     map.addLayer(this.layers.detectionLayer);
     map.addLayer(this.layers.exampleLayer);
+    if (this.canAnnotate) this.review = this.reviewKeys();
+  }
+
+  /** The review keys' hold on this page: selection, classes, the map's features and the panel's messages. */
+  private reviewKeys(): ReviewKeys {
+    return new ReviewKeys(this.scene.id, {
+      selectedId: () => (this.selected ? Number(this.selected.getId()) : null),
+      select: (id) => this.select(id === null ? null : (this.layers.detections.getFeatureById(id) as Feature | null), true),
+      classes: () => this.classes,
+      changed: (s) => {
+        const f = this.layers.detections.getFeatureById(s.id) as Feature | null;
+        const cls = this.classes.find((c) => c.id === s.object_class);
+        f?.setProperties({ status: s.status, version: s.version, object_class: s.object_class, class_name: cls?.name });
+        if (f && f === this.selected) this.renderCard();
+        this.updateCounts();
+      },
+      saved: (text) => this.showNotice(text),
+      failed: (text) => this.showError(text),
+    }, byId("review-help"));
   }
 
   start(): void {
@@ -314,6 +337,7 @@ class SearchPanel {
       const selectedId = this.selected?.getId();
       this.layers.detections.clear();
       this.layers.detections.addFeatures(readFeatures(page));
+      this.review?.load(page.features.map((f) => ({ id: Number(f.id), ...f.properties })));
       // Keep the selection across a reload (a refined detection comes back with its new outline).
       this.select(selectedId === undefined ? null : (this.layers.detections.getFeatureById(selectedId) as Feature | null));
       this.panel.dataset.detectionsLoaded = String(Number(this.panel.dataset.detectionsLoaded ?? 0) + 1);
@@ -403,11 +427,13 @@ class SearchPanel {
     this.select(hit ?? null);
   }
 
-  private select(feature: Feature | null): void {
+  private select(feature: Feature | null, fly = false): void {
     if (this.selected && this.selected !== feature) this.selected.set("selected", false);
     this.selected = feature;
     feature?.set("selected", true);
     this.renderCard();
+    const extent = feature?.getGeometry()?.getExtent();
+    if (fly && extent) this.map.getView().animate({ center: getCenter(extent), duration: 250 });
   }
 
   /** The selected detection's facts, and "Refine this" for those who may run jobs. */
@@ -438,6 +464,8 @@ class SearchPanel {
       `version ${String(f.get("version") ?? "")}`,
     ];
     this.card.replaceChildren(head, el("div", "card-facts", facts.join(" · ")));
+    this.panel.dataset.selectedStatus = String(f.get("status") ?? "");
+    if (this.review) this.card.append(this.review.buttons());
     if (this.canRunJobs) {
       const status = this.refineStatus.get(String(f.getId()));
       const refine = el("button", "btn btn-small card-refine", "Refine this (SAM2)");
@@ -498,6 +526,8 @@ class SearchPanel {
         this.stopDrawing();
       } else if (e.key === "Escape" && this.selected) {
         this.select(null);
+      } else if (!this.draw) {
+        this.review?.handle(e);
       }
     });
     this.scoreFilter.addEventListener("input", () => {

@@ -476,13 +476,6 @@ def embed_job_submit(
     )
 
 
-def embed_job_start(
-    *, scene: Scene, user: AbstractBaseUser | None, role: str | None, scale: float = 1.0, enqueue: bool = True
-) -> Job:
-    """Queue the embedding of a scene's patch grid (does nothing when it exists)."""
-    return embed_job_submit(scene=scene, user=user, role=role, scale=scale, enqueue=enqueue).job
-
-
 def search_job_submit(
     *,
     scene: Scene,
@@ -499,18 +492,6 @@ def search_job_submit(
     return _scene_job_submit(
         kind=JobKind.SEARCH, scene=scene, user=user, role=role, params=params.to_params(), enqueue=enqueue
     )
-
-
-def search_job_start(
-    *,
-    scene: Scene,
-    user: AbstractBaseUser | None,
-    role: str | None,
-    params: SearchRequest | dict,
-    enqueue: bool = True,
-) -> Job:
-    """Queue a visual search of a scene (params are validated now, so a bad request fails at once)."""
-    return search_job_submit(scene=scene, user=user, role=role, params=params, enqueue=enqueue).job
 
 
 def refine_job_submit(
@@ -539,23 +520,6 @@ def refine_job_submit(
         params={"detection_ids": ids, "reverify": bool(reverify), "interactive": bool(interactive)},
         enqueue=enqueue,
     )
-
-
-def refine_job_start(
-    *,
-    scene: Scene,
-    user: AbstractBaseUser | None,
-    role: str | None,
-    detection_ids: Sequence[int] | None = None,
-    reverify: bool = True,
-    interactive: bool = False,
-    enqueue: bool = True,
-) -> Job:
-    """Queue SAM2 refinement of chosen detections (or all proposed ones) of a scene."""
-    return refine_job_submit(
-        scene=scene, user=user, role=role, detection_ids=detection_ids, reverify=reverify,
-        interactive=interactive, enqueue=enqueue,
-    ).job
 
 
 def _scene_job(job_id: int) -> Job:

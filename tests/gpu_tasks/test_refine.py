@@ -5,7 +5,7 @@ import pytest
 from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus
 from gpu_tasks import runtime
 from gpu_tasks.models import JobStatus
-from gpu_tasks.services import refine_job_run, refine_job_start, search_job_run, search_job_start
+from gpu_tasks.services import refine_job_run, refine_job_submit, search_job_run, search_job_submit
 from tests.conftest import client_for
 from tests.gpu_tasks.support import PLANTED, ColourEmbedder, planted_scene, px_box_to_polygon
 
@@ -23,7 +23,7 @@ def searched_scene(tmp_path, ingested, manager, settings, random_sam2_checkpoint
         geometry=px_box_to_polygon(scene, PLANTED[0].box_px, inset=8),
     )
     with runtime.use_embedder(ColourEmbedder()):
-        job = search_job_start(scene=scene, user=manager, role="manager", params={}, enqueue=False)
+        job = search_job_submit(scene=scene, user=manager, role="manager", params={}, enqueue=False).job
         job = search_job_run(job_id=job.pk)
         assert job.status == JobStatus.SUCCEEDED, job.error
         assert scene.detections.count() >= 2
@@ -35,7 +35,7 @@ def test_refine_turns_every_proposed_box_into_a_valid_polygon_or_keeps_it(search
     scene = searched_scene
     before = {d.pk: d for d in scene.detections.all()}
     with runtime.use_embedder(ColourEmbedder()):
-        job = refine_job_start(scene=scene, user=manager, role="manager", enqueue=False)
+        job = refine_job_submit(scene=scene, user=manager, role="manager", enqueue=False).job
         job = refine_job_run(job_id=job.pk)
     assert job.status == JobStatus.SUCCEEDED, job.error
     result = job.result
@@ -56,7 +56,7 @@ def test_refine_turns_every_proposed_box_into_a_valid_polygon_or_keeps_it(search
 
 
 def refine(scene, manager, ids=None):
-    job = refine_job_start(scene=scene, user=manager, role="manager", detection_ids=ids, enqueue=False)
+    job = refine_job_submit(scene=scene, user=manager, role="manager", detection_ids=ids, enqueue=False).job
     job = refine_job_run(job_id=job.pk)
     assert job.status == JobStatus.SUCCEEDED, job.error
     return job
@@ -135,7 +135,7 @@ def test_search_after_refine_replaces_the_refined_proposals(searched_scene, mana
     refined = refine(scene, manager)
     assert refined.result["refined"] >= 1
     with runtime.use_embedder(ColourEmbedder()):
-        job = search_job_start(scene=scene, user=manager, role="manager", params={}, enqueue=False)
+        job = search_job_submit(scene=scene, user=manager, role="manager", params={}, enqueue=False).job
         job = search_job_run(job_id=job.pk)
     assert job.status == JobStatus.SUCCEEDED, job.error
     # Every unreviewed proposal went, refined or not (before: replaced 0, refined outlines kept beside new boxes).
@@ -163,7 +163,7 @@ def test_missing_sam2_checkpoint_fails_fast_with_the_fix(searched_scene, manager
     settings.SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
     settings.MODEL_DIR = tmp_path / "no-models"
     runtime.unload()
-    job = refine_job_start(scene=searched_scene, user=manager, role="manager", enqueue=False)
+    job = refine_job_submit(scene=searched_scene, user=manager, role="manager", enqueue=False).job
     job = refine_job_run(job_id=job.pk)
     assert job.status == JobStatus.FAILED
     assert "facebook/sam2.1-hiera-tiny" in job.error and "fetch_models" in job.error

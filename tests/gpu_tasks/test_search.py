@@ -7,7 +7,7 @@ from annotate.models import Annotation, Detection, DetectionSource, DetectionSta
 from gpu_tasks import runtime
 from gpu_tasks.models import JobStatus, PatchGrid
 from gpu_tasks.object_index import polygon_px
-from gpu_tasks.services import embed_job_run, embed_job_start, job_cancel, search_job_run, search_job_start
+from gpu_tasks.services import embed_job_run, embed_job_submit, job_cancel, search_job_run, search_job_submit
 from tests.conftest import client_for
 from tests.gpu_tasks.support import PLANTED, ColourEmbedder, planted_scene, polygon_centre_px, px_box_to_polygon
 
@@ -47,7 +47,7 @@ def draw_example(scene, manager, class_name, planted_name, inset=8):
 
 
 def run_search(scene, manager, **params):
-    job = search_job_start(scene=scene, user=manager, role="manager", params=params, enqueue=False)
+    job = search_job_submit(scene=scene, user=manager, role="manager", params=params, enqueue=False).job
     job = search_job_run(job_id=job.pk)
     assert job.status == JobStatus.SUCCEEDED, job.error
     return job
@@ -128,7 +128,7 @@ def test_requery_uses_the_cached_grid_and_replaces_only_unreviewed_proposals(sce
 
 def test_embed_job_twice_runs_the_backbone_once(scene, manager, embedder):
     for _ in range(2):
-        job = embed_job_start(scene=scene, user=manager, role="manager", enqueue=False)
+        job = embed_job_submit(scene=scene, user=manager, role="manager", enqueue=False).job
         job = embed_job_run(job_id=job.pk)
         assert job.status == JobStatus.SUCCEEDED, job.error
     assert embedder.tiles_seen == 9
@@ -136,7 +136,7 @@ def test_embed_job_twice_runs_the_backbone_once(scene, manager, embedder):
 
 
 def test_search_needs_an_example_and_says_so(scene, manager, embedder):
-    job = search_job_start(scene=scene, user=manager, role="manager", params={}, enqueue=False)
+    job = search_job_submit(scene=scene, user=manager, role="manager", params={}, enqueue=False).job
     job = search_job_run(job_id=job.pk)
     assert job.status == JobStatus.FAILED
     assert "draw at least one example polygon" in job.error
@@ -149,7 +149,7 @@ def test_examples_embedded_by_another_model_are_refused_not_mixed(scene, manager
     other_scene = ingested(planted_scene(tmp_path / "second.tif"))
     # The second scene has no example of its own; the kiln example exists only in model A's vector space.
     with runtime.use_embedder(ColourEmbedder(model_id="test/model-b")):
-        job = search_job_start(scene=other_scene, user=manager, role="manager", params={}, enqueue=False)
+        job = search_job_submit(scene=other_scene, user=manager, role="manager", params={}, enqueue=False).job
         job = search_job_run(job_id=job.pk)
     assert job.status == JobStatus.FAILED
     assert "another model" in job.error and "test/model-a" in job.error
@@ -163,7 +163,7 @@ def test_examples_embedded_by_another_model_are_refused_not_mixed(scene, manager
 def test_cancel_stops_a_running_search_at_the_next_batch(scene, manager, monkeypatch):
     monkeypatch.setattr("gpu_tasks.services.CANCEL_POLL_S", 0.0)
     draw_example(scene, manager, "Brick Kiln", "red_a")
-    job = search_job_start(scene=scene, user=manager, role="manager", params={}, enqueue=False)
+    job = search_job_submit(scene=scene, user=manager, role="manager", params={}, enqueue=False).job
 
     class CancellingEmbedder(ColourEmbedder):
         def embed_tiles(self, tiles_rgb):
@@ -183,7 +183,7 @@ def test_missing_model_fails_the_job_at_once_naming_the_fix(scene, manager, sett
     settings.MODEL_DIR = tmp_path / "models"
     runtime.unload()
     draw_example(scene, manager, "Brick Kiln", "red_a")
-    job = search_job_start(scene=scene, user=manager, role="manager", params={}, enqueue=False)
+    job = search_job_submit(scene=scene, user=manager, role="manager", params={}, enqueue=False).job
     job = search_job_run(job_id=job.pk)
     assert job.status == JobStatus.FAILED
     assert "facebook/dinov2-not-fetched" in job.error and "fetch_models" in job.error

@@ -7,7 +7,7 @@ from annotate.models import ObjectClass, Scene
 from annotate.permissions import ALLOWED_ROLES, Action
 from gpu_tasks.management.progress import progress_bar
 from gpu_tasks.models import JobStatus
-from gpu_tasks.services import refine_job_run, refine_job_start, search_job_run, search_job_start
+from gpu_tasks.services import refine_job_run, refine_job_submit, search_job_run, search_job_submit
 
 # Commands run as the operator, with a role that may run jobs.
 OPERATOR_ROLE = sorted(ALLOWED_ROLES[Action.RUN_JOBS])[0]
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         }
         quiet = options["verbosity"] == 0
         try:
-            job = search_job_start(scene=sc, user=None, role=OPERATOR_ROLE, params=params, enqueue=False)
+            job = search_job_submit(scene=sc, user=None, role=OPERATOR_ROLE, params=params, enqueue=False).job
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         with progress_bar(f"search {sc.name}", disable=quiet) as show:
@@ -67,7 +67,7 @@ class Command(BaseCommand):
         self._report(job)
         if refine and job.result.get("detections"):
             ids = list(sc.detections.filter(job=job).values_list("pk", flat=True))
-            rjob = refine_job_start(scene=sc, user=None, role=OPERATOR_ROLE, detection_ids=ids, enqueue=False)
+            rjob = refine_job_submit(scene=sc, user=None, role=OPERATOR_ROLE, detection_ids=ids, enqueue=False).job
             with progress_bar(f"refine {len(ids)} boxes", disable=quiet) as show:
                 rjob = refine_job_run(job_id=rjob.pk, progress_extra=show)
             self._report(rjob)

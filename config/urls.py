@@ -37,6 +37,11 @@ api = [
     path("scenes/<int:scene_id>/embed/", job_apis.SceneEmbedApi.as_view(), name="api-scene-embed"),
     path("scenes/<int:scene_id>/search/", job_apis.SceneSearchApi.as_view(), name="api-scene-search"),
     path("scenes/<int:scene_id>/refine/", job_apis.SceneRefineApi.as_view(), name="api-scene-refine"),
+    path(
+        "scenes/<int:scene_id>/update-proposals/",
+        job_apis.SceneUpdateProposalsApi.as_view(),
+        name="api-scene-update-proposals",
+    ),
     path("detections/<int:pk>/refine/", job_apis.DetectionRefineApi.as_view(), name="api-detection-refine"),
     path("projects/<int:project_id>/similar/", job_apis.SimilarObjectsApi.as_view(), name="api-similar"),
     path("jobs/", job_apis.JobListApi.as_view(), name="api-jobs"),

@@ -22,6 +22,7 @@ from .serializers import (
     JobFilterSerializer,
     JobSerializer,
     RefineInputSerializer,
+    RequeryInputSerializer,
     SearchInputSerializer,
     SimilarObjectSerializer,
     SimilarQuerySerializer,
@@ -174,6 +175,24 @@ class SceneSearchApi(APIView):
             start = services.search_job_submit(
                 scene=scene, user=request.user, role=role, params=form.search_request()
             )
+        return _job_response(start)
+
+
+class SceneUpdateProposalsApi(APIView):
+    """POST: "Update proposals": score the scene's cached grid again with the current examples and decisions.
+
+    Replaces the unreviewed proposals without running the backbone (a job on the CPU queue, never behind an
+    embedding); optional body: search fields that replace the last search's (`{"classes": [...]}`). 409 when
+    the scene has no patch embeddings yet (run a search first). An identical update still queued is returned.
+    """
+
+    @extend_schema(request=RequeryInputSerializer, responses=JOB_RESPONSES)
+    def post(self, request, scene_id: int):
+        scene, role = _scene_and_role(request, scene_id)
+        form = RequeryInputSerializer(data=_json_body(request), context={"scene": scene})
+        form.is_valid(raise_exception=True)
+        with transaction.atomic():
+            start = services.requery_job_submit(scene=scene, user=request.user, role=role, overrides=form.overrides())
         return _job_response(start)
 
 

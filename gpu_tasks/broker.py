@@ -61,6 +61,7 @@ _TASK_NAMES = {
     JobKind.EMBED: "gpu_tasks.tasks.gpu_embed_task",
     JobKind.SEARCH: "gpu_tasks.tasks.gpu_search_task",
     JobKind.REFINE: "gpu_tasks.tasks.gpu_refine_task",
+    JobKind.REQUERY: "gpu_tasks.tasks.requery_proposals_task",
 }
 _INTERACTIVE_REFINE = "gpu_tasks.tasks.interactive_refine_task"
 

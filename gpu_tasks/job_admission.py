@@ -142,3 +142,20 @@ def gpu_job_admit(*, kind: str, scene: Scene, user: AbstractBaseUser | None, par
     job_cost_check(cost=job_cost_estimate(kind=kind, scene=scene, params=params))
     user_pending_check(user=user)
     return None
+
+
+def requery_admit(*, scene: Scene, params: dict) -> Job | None:
+    """The identical Update proposals job still queued (a double press), else None (go ahead).
+
+    Only a queued one: a running update may have read the decisions already, so a press made after a new
+    decision gets a job of its own (a few seconds on the CPU queue; the proposals lock orders the two). Not
+    counted against the GPU jobs a user may have pending, and no cost limit: it embeds nothing.
+    """
+    _xact_lock("scene-jobs", scene.pk, JobKind.REQUERY)
+    return (
+        Job.objects.filter(
+            kind=JobKind.REQUERY, scene=scene, params=params, status=JobStatus.QUEUED, cancel_requested=False
+        )
+        .order_by("queued_at")
+        .first()
+    )

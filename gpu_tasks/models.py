@@ -14,6 +14,7 @@ class JobKind(models.TextChoices):
     EMBED = "embed", "Scene embedding"
     SEARCH = "search", "Visual search"
     REFINE = "refine", "SAM2 refinement"
+    REQUERY = "requery", "Update proposals"
     TRAIN = "train", "YOLO training"
     PREDICT = "predict", "YOLO prediction"
     EXPORT = "export", "Export"

@@ -145,6 +145,39 @@ def search_request_from_dict(params: dict, *, scene: Scene) -> SearchRequest:
     return form.search_request()
 
 
+class RequeryInputSerializer(SearchInputSerializer):
+    """POST /api/scenes/{id}/update-proposals/ (body optional); context: `scene`.
+
+    Every field is optional and replaces the last search's value only when given; the scale is the cached grid's.
+    """
+
+    scale = None  # the grid's own: an update never embeds
+    default_threshold = serializers.FloatField(required=False, min_value=-1.0, max_value=1.0)
+    negative_weight = serializers.FloatField(required=False, min_value=0.0, max_value=10.0)
+    margin = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
+    max_candidates = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    use_accepted = serializers.BooleanField(required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        """As a search's, but classes not given stay unset (the last search's are kept, not replaced by "all")."""
+        if isinstance(self.initial_data, dict) and "scale" in self.initial_data:
+            raise serializers.ValidationError(
+                {"scale": ["An update re-uses the cached grid at its own scale; run a search for another scale."]}
+            )
+        given_classes = "classes" in attrs
+        attrs = super().validate(attrs)
+        if not given_classes:
+            attrs.pop("classes")
+        return attrs
+
+    def overrides(self) -> dict:
+        """The given fields, as SearchRequest field values."""
+        data = dict(self.validated_data)
+        if "thresholds" in data:
+            data["thresholds"] = dict(data["thresholds"])
+        return data
+
+
 class RefineInputSerializer(serializers.Serializer):
     """POST /api/scenes/{id}/refine/."""
 
@@ -191,6 +224,9 @@ class JobSerializer(serializers.ModelSerializer):
     """A job's status, progress and outcome; `stalled` is a running job whose worker stopped reporting."""
 
     stalled = serializers.SerializerMethodField()
+    # JSON objects (the model's JSONFields would be typed "any value").
+    params = serializers.DictField(read_only=True)
+    result = serializers.DictField(read_only=True)
 
     class Meta:
         model = Job

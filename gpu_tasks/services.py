@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from annotate.errors import Conflict, DomainError, QueueUnavailable, SceneNotReady
 from annotate.models import Scene, SceneStatus
-from annotate.permissions import Action, require
+from annotate.permissions import Action, require, role_allows
 from annotate.services import scene_ingest
 
 from . import broker, job_admission
@@ -25,6 +25,7 @@ from .liveness import job_is_stalled, job_worker_dead, this_worker
 from .models import Job, JobKind, JobStatus
 from .profiling import job_profiling, trace_path
 from .refinement import detections_refine
+from .requery import requery_params, scene_requery
 from .visual_search import SearchRequest, scene_search
 
 log = logging.getLogger(__name__)
@@ -203,10 +204,18 @@ JOB_KIND_ACTION: dict[str, Action] = {
     JobKind.SEARCH: Action.RUN_JOBS,
     JobKind.REFINE: Action.RUN_JOBS,
 }
+# Update proposals is part of reviewing: whoever may review or draw examples may ask for it (and retry or
+# cancel it), whether or not their role may run GPU jobs; it costs a few CPU seconds and no backbone.
+JOB_KIND_ANY_ACTION: dict[str, tuple[Action, ...]] = {JobKind.REQUERY: (Action.REVIEW, Action.ANNOTATE)}
 
 
 def job_kind_require(*, kind: str, role: str | None) -> None:
-    """NotAllowed unless the role may start jobs of this kind (kinds not in the table: managers only)."""
+    """NotAllowed unless the role may start jobs of this kind (kinds not in the tables: managers only)."""
+    if kind in JOB_KIND_ANY_ACTION:
+        actions = JOB_KIND_ANY_ACTION[kind]
+        if not any(role_allows(role, action) for action in actions):
+            require(role, actions[0])
+        return
     require(role, JOB_KIND_ACTION.get(kind, Action.EDIT_PROJECT))
 
 
@@ -522,6 +531,33 @@ def refine_job_submit(
     )
 
 
+def requery_job_submit(
+    *,
+    scene: Scene,
+    user: AbstractBaseUser | None,
+    role: str | None,
+    overrides: dict | None = None,
+    enqueue: bool = True,
+) -> JobStart:
+    """Ask for "Update proposals": the scene's cached grid scored again with the current examples and decisions.
+
+    Runs on the `default` (CPU) queue. `overrides`: validated search fields that replace the last search's
+    (gpu_tasks.serializers.RequeryInputSerializer). NoCachedGrid (409) when the scene has never been embedded.
+    An identical update still queued is returned instead of a new one.
+    """
+    job_kind_require(kind=JobKind.REQUERY, role=role)
+    if scene.status != SceneStatus.READY:
+        raise SceneNotReady(f"Scene {scene.name!r} is {scene.status}; wait until its ingest has finished.")
+    with transaction.atomic():
+        params = requery_params(scene=scene, overrides=overrides or {})
+        if enqueue and (existing := job_admission.requery_admit(scene=scene, params=params)):
+            return JobStart(job=existing, created=False)
+        job = job_create(kind=JobKind.REQUERY, project_id=scene.project_id, scene=scene, user=user, params=params)
+        if enqueue:
+            _enqueue(job)
+    return JobStart(job=job, created=True)
+
+
 def _scene_job(job_id: int) -> Job:
     return Job.objects.select_related("scene", "scene__project").get(pk=job_id)
 
@@ -580,5 +616,16 @@ def refine_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress 
         )
         refined, kept = result["refined"], result["kept_box"]
         return result, f"{refined} outlined by SAM2, {kept} kept {'its' if kept == 1 else 'their'} box"
+
+    return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
+
+
+def requery_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress | None = None) -> Job:
+    """Run an Update proposals job: score the cached grid again and replace the unreviewed proposals."""
+    job = _scene_job(job_id)
+
+    def work(progress, should_cancel, timings):
+        result = scene_requery(scene=job.scene, job=job, params=job.params, progress=progress, timings=timings)
+        return result, f"Proposals updated: {result['detections']} candidates ({result['replaced']} replaced)"
 
     return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)

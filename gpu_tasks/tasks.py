@@ -1,5 +1,5 @@
 """Celery tasks: ids in, one service call. Queue routing is in settings (gpu_* to `gpu`, interactive_* to
-`gpu_interactive`)."""
+`gpu_interactive`, the rest to `default`)."""
 
 from celery import shared_task
 from django.conf import settings
@@ -22,6 +22,8 @@ JOB_TASK = {
     "retry_jitter": False,
 }
 INGEST_TASK = {**JOB_TASK, "time_limit": 6 * 3600, "soft_time_limit": 6 * 3600 - 60}
+# Update proposals takes seconds on a cached grid: five minutes ends a pathological one, never a normal one.
+REQUERY_TASK = {**JOB_TASK, "time_limit": 300, "soft_time_limit": 240}
 GPU_TASK = {
     **JOB_TASK,
     "time_limit": settings.GPU_JOB_TIME_LIMIT_S,
@@ -57,3 +59,9 @@ def gpu_refine_task(job_id: int) -> None:
 def interactive_refine_task(job_id: int) -> None:
     """SAM2 refinement of one detection a reviewer is waiting for (gpu_interactive queue)."""
     services.refine_job_run(job_id=job_id)
+
+
+@shared_task(**REQUERY_TASK)
+def requery_proposals_task(job_id: int) -> None:
+    """Update proposals from a scene's cached grid (default queue: no backbone, never behind an embedding)."""
+    services.requery_job_run(job_id=job_id)

@@ -13,7 +13,7 @@ from annotate.models import Annotation, Detection, DetectionSource, DetectionSta
 
 from .embedding import grid_open, grid_summary, scene_grid_ensure
 from .inference.search import SearchParams, box_iou_xyxy, find_candidates, score_grid
-from .models import Job
+from .models import Job, PatchGrid
 from .object_index import class_prototypes, object_vectors_sync, polygon_px
 from .profiling import stage
 
@@ -143,7 +143,7 @@ def scene_search(
     Embeds the scene first when its grid is missing (never again after that). Reviewed detections are
     never touched, and candidates on top of them or of examples are not proposed again.
     """
-    classes = _classes_to_search(scene, request)
+    _classes_to_search(scene, request)  # a bad class list is refused before minutes of embedding, not after
     grid = scene_grid_ensure(
         scene=scene,
         scale=request.scale,
@@ -152,8 +152,29 @@ def scene_search(
         should_cancel=should_cancel,
         timings=timings,
     )
+    return proposals_score_and_replace(
+        scene=scene, grid=grid, job=job, request=request, progress=progress, timings=timings, progress_from=0.8
+    )
+
+
+def proposals_score_and_replace(
+    *,
+    scene: Scene,
+    grid: PatchGrid,
+    job: Job | None,
+    request: SearchRequest,
+    progress: Callable[[float, str], None],
+    timings: dict,
+    progress_from: float = 0.0,
+) -> dict:
+    """Score a scene's existing grid against the current examples and decisions; replace its unreviewed proposals.
+
+    The part of a search after the grid exists, shared by search and "Update proposals" (gpu_tasks.requery):
+    no backbone here, only the grid on disk, the object index and one matmul per row chunk.
+    """
+    classes = _classes_to_search(scene, request)
     meta, tokens = grid_open(grid)
-    progress(0.8, "Scoring the scene against the examples")
+    progress(progress_from, "Scoring the scene against the examples")
     with stage("object_vectors", timings):
         # Examples and reviewed detections make the prototypes; the old proposals are about to be replaced.
         object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens, include_proposed=False)
@@ -185,7 +206,7 @@ def scene_search(
     fresh = [
         c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max() < KNOWN_OBJECT_IOU
     ]
-    progress(0.95, f"Writing {len(fresh)} candidates")
+    progress(progress_from + 0.75 * (1.0 - progress_from), f"Writing {len(fresh)} candidates")
     searched_ids = [p.class_id for p in protos]
     by_id = {c.pk: c for c in classes}
     with stage("save_detections", timings), transaction.atomic():

@@ -8,3 +8,7 @@ class AnnotateConfig(AppConfig):
 
     name = "annotate"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        # Registers the OpenAPI schema extensions (drf-spectacular finds them by import).
+        from . import schema  # noqa: F401

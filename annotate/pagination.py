@@ -16,3 +16,14 @@ class FeaturePagination(GeoJsonPagination):
 
     page_size = 500
     max_page_size = 5000
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        """A FeatureCollection whose `features` is the list of Features, with every member present."""
+        paginated = super().get_paginated_response_schema(schema)
+        # `schema` is the list serializer's FeatureCollection ("...List"); the stock schema nests it whole
+        # under `features` where the page writes its Features.
+        ref = schema.get("$ref", "")
+        if ref.endswith("List"):
+            paginated["properties"]["features"] = {"type": "array", "items": {"$ref": ref.removesuffix("List")}}
+        paginated["required"] = ["type", "count", "next", "previous", "features"]
+        return paginated

@@ -5,6 +5,7 @@ import json
 from django.conf import settings
 from django.contrib.gis.geos import GEOSGeometry, Polygon
 from django.http import Http404
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework_gis.fields import GeometryField
 from rest_framework_gis.serializers import GeoFeatureModelSerializer
@@ -145,6 +146,20 @@ class ObjectClassSerializer(serializers.ModelSerializer):
         read_only_fields = ["project", "index"]
 
 
+_RINGS = {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}
+# A scene's footprint: a Polygon, or a MultiPolygon when it is split at 180 degrees.
+FOOTPRINT_SCHEMA = {
+    "nullable": True,
+    "oneOf": [
+        {"type": "object", "required": ["type", "coordinates"],
+         "properties": {"type": {"type": "string", "enum": ["Polygon"]}, "coordinates": _RINGS}},
+        {"type": "object", "required": ["type", "coordinates"],
+         "properties": {"type": {"type": "string", "enum": ["MultiPolygon"]},
+                        "coordinates": {"type": "array", "items": _RINGS}}},
+    ],
+}
+
+
 class SceneSerializer(serializers.ModelSerializer):
     """A scene with its footprint (GeoJSON, EPSG:4326) and metadata."""
 
@@ -161,6 +176,7 @@ class SceneSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(FOOTPRINT_SCHEMA)
     def get_footprint(self, obj) -> dict | None:
         """Footprint as a GeoJSON geometry."""
         return json.loads(obj.footprint.geojson) if obj.footprint else None
@@ -263,7 +279,7 @@ class AnnotationSerializer(GeoFeatureModelSerializer):
     """An example polygon as a GeoJSON Feature."""
 
     class_name = serializers.CharField(source="object_class.name", read_only=True)
-    author_name = serializers.CharField(source="author.username", read_only=True, default=None)
+    author_name = serializers.CharField(source="author.username", read_only=True, default=None, allow_null=True)
     geometry = Wgs84GeometryField()
 
     class Meta:

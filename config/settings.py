@@ -333,6 +333,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for a detection's status wherever it appears (review events' before/after would get one each).
+    "ENUM_NAME_OVERRIDES": {"DetectionStatusEnum": "annotate.models.DetectionStatus"},
 }
 
 # GeoDjango's GDAL (3.6 on Debian 12) cannot block network access from spatial references. No user

@@ -17,6 +17,7 @@ from .selectors import QueueOrder
 MAX_ID = 2**63 - 1
 BULK_MAX_IDS = 5_000  # one request's worth; larger sets go by filter
 VERDICTS = (DetectionStatus.ACCEPTED, DetectionStatus.REJECTED)
+STATUS_OR_NONE = [("", "none"), *DetectionStatus.choices]
 
 
 def _id_field(**kwargs) -> serializers.IntegerField:
@@ -203,6 +204,9 @@ class ReviewEventSerializer(serializers.ModelSerializer):
     """A review event as the API shows it (geometries as GeoJSON)."""
 
     actor_name = serializers.SerializerMethodField()
+    # "" where there is no state: before a drawn object was created, after it was deleted.
+    status_before = serializers.ChoiceField(choices=STATUS_OR_NONE, read_only=True)
+    status_after = serializers.ChoiceField(choices=STATUS_OR_NONE, read_only=True)
     geometry_before = serializers.SerializerMethodField()
     geometry_after = serializers.SerializerMethodField()
 
@@ -218,9 +222,11 @@ class ReviewEventSerializer(serializers.ModelSerializer):
     def get_actor_name(self, obj) -> str | None:
         return obj.actor.get_username() if obj.actor else None
 
+    @extend_schema_field({**POLYGON_SCHEMA, "nullable": True})
     def get_geometry_before(self, obj) -> dict | None:
         return _geojson(obj.geometry_before)
 
+    @extend_schema_field({**POLYGON_SCHEMA, "nullable": True})
     def get_geometry_after(self, obj) -> dict | None:
         return _geojson(obj.geometry_after)
 

@@ -1,4 +1,5 @@
 // Small typed client for the REST API: session cookie + CSRF header, one error shape.
+import type { components } from "./api-schema";
 
 export interface ApiErrorBody {
   error: { code: string; message: string; detail: unknown };
@@ -10,36 +11,18 @@ export class ApiError extends Error {
   }
 }
 
-export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+// Response types come from the OpenAPI schema (src/api-schema.d.ts, written by `npm run api-types`;
+// tests/test_api_types.py fails when it is stale), so a server change that breaks the page fails the typecheck.
+type Schemas = components["schemas"];
 
-export interface Job {
-  id: number;
-  kind: string;
-  status: JobStatus;
-  /** A running job whose worker stopped reporting. */
-  stalled?: boolean;
-  progress: number;
-  message: string;
-  error: string;
-  scene: number | null;
-  params?: Record<string, unknown>;
-  result?: Record<string, unknown>;
-  queued_at?: string;
-  started_at?: string | null;
-  finished_at?: string | null;
-  cancel_requested?: boolean;
-  attempts?: number;
-}
+export type JobStatus = Schemas["JobStatusEnum"];
+/** A job; `stalled` is a running job whose worker stopped reporting. */
+export type Job = Schemas["Job"];
 
 export const FINISHED_JOB_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];
 
-export interface ObjectClass {
-  id: number;
-  project: number;
-  name: string;
-  color: string;
-  index: number;
-}
+// One schema component serves the POST body too, where `color` may be left out; an answer always has it.
+export type ObjectClass = Required<Schemas["ObjectClass"]>;
 
 /** A GeoJSON Feature as the API writes it (geometry in EPSG:4326). */
 export interface ApiFeature<P> {
@@ -58,48 +41,20 @@ export interface FeaturePage<P> {
   features: ApiFeature<P>[];
 }
 
-export interface AnnotationProps {
-  scene: number;
-  object_class: number;
-  class_name: string;
-  author: number | null;
-  author_name: string | null;
-  created_at: string;
-}
+export type AnnotationFeature = Schemas["Annotation"];
+export type AnnotationProps = AnnotationFeature["properties"];
 
-export type DetectionStatus = "proposed" | "accepted" | "rejected";
+export type DetectionStatus = Schemas["DetectionStatusEnum"];
+export type DetectionFeature = Schemas["Detection"];
+export type DetectionProps = DetectionFeature["properties"];
+export type DetectionPage = Schemas["PaginatedDetectionList"];
 
-export interface DetectionProps {
-  scene: number;
-  object_class: number;
-  class_name: string;
-  score: number;
-  source: string;
-  status: DetectionStatus;
-  version: number;
-  job: number | null;
-  model_key: string;
-  created_at: string;
-}
+export type Scene = Schemas["Scene"];
 
-export interface Scene {
-  id: number;
-  name: string;
-  original_name: string;
-  status: "uploaded" | "processing" | "ready" | "failed";
-  error: string;
-  footprint: { type: "Polygon"; coordinates: number[][][] } | { type: "MultiPolygon"; coordinates: number[][][][] } | null;
-  width: number | null;
-  height: number | null;
-  band_count: number | null;
-  dtype: string;
-  gsd_m: number | null;
-  min_zoom: number | null;
-  max_zoom: number | null;
-  tile_url: string | null;
-  thumbnail_url: string | null;
-  created_at: string;
-}
+/** A review event (one change of a detection), as decisions, undo and the event lists answer it. */
+export type ReviewEvent = Schemas["ReviewEvent"];
+/** What a decision answers: its events and the detection now (null once deleted). */
+export type DecisionOutput = Schemas["DecisionOutput"];
 
 export interface Page<T> {
   count: number;

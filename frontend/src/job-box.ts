@@ -7,8 +7,11 @@ const KIND_LABELS: Record<string, string> = {
   refine: "Refine proposals (SAM2)",
   embed: "Scene embedding",
   ingest: "Scene ingest",
+  requery: "Update proposals",
 };
 const POLL_MS = 1000;
+/** Update proposals takes about a second: ask often, so the queue reorders as soon as it is done. */
+const FAST_POLL_MS = 200;
 
 /** What the box calls a job: a refine of one chosen detection says so. */
 function jobLabel(job: Job): string {
@@ -60,7 +63,7 @@ export class JobBox {
   }
 
   private schedule(generation: number): void {
-    this.timer = window.setTimeout(() => void this.poll(generation), POLL_MS);
+    this.timer = window.setTimeout(() => void this.poll(generation), this.job?.kind === "requery" ? FAST_POLL_MS : POLL_MS);
   }
 
   private async poll(generation: number): Promise<void> {

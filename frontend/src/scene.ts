@@ -87,7 +87,7 @@ map.on("pointermove", (e) => {
 });
 window.__georeviewMap = map;
 const panel = document.getElementById("search-panel");
-if (panel && scene.status === "ready") setupSearchPanel(map, scene, panel);
+if (panel && scene.status === "ready") setupSearchPanel(map, scene, panel, sceneExtent);
 const sidebar = document.querySelector<HTMLElement>(".sidebar");
 if (sidebar && scene.status === "ready") void setupSceneDisplay(scene, imagery, sidebar, panel?.dataset.role === "manager");
 target.dataset.ready = "1";

@@ -1,54 +1,66 @@
-// The review state of the scene's detections, keyed by id: what the keys change at once and roll back on failure.
+// The review state of the detections this page has touched, keyed by id and version: what a key changes at once
+// (optimistic), what the server answered, and what a rollback puts back. The map's tiles read it as overrides.
 import type { DetectionStatus } from "../api";
+import type { DetectionFeature } from "./api";
 
 export interface ReviewState {
   id: number;
   version: number;
   status: DetectionStatus;
   object_class: number;
-  score: number;
+  score: number | null;
+  source: string;
+  /** Set when the detection was deleted (a drawn one); its tiles may still hold it until they reload. */
+  deleted?: boolean;
+}
+
+export function stateOf(f: DetectionFeature): ReviewState {
+  const p = f.properties;
+  return { id: Number(f.id), version: p.version, status: p.status, object_class: p.object_class, score: p.score, source: p.source };
 }
 
 export class DetectionStore {
   private readonly items = new Map<number, ReviewState>();
+  private readonly listeners: ((state: ReviewState) => void)[] = [];
 
-  constructor(private readonly onChange: (state: ReviewState) => void) {}
-
-  load(states: ReviewState[]): void {
-    this.items.clear();
-    for (const s of states) this.items.set(s.id, { ...s });
+  onChange(listener: (state: ReviewState) => void): void {
+    this.listeners.push(listener);
   }
 
   get(id: number): ReviewState | undefined {
     return this.items.get(id);
   }
 
-  /** Change one detection and tell the map; answers the state before, for a rollback. */
+  /** What the server says now; an older version never replaces a newer one (answers can arrive out of order). */
+  put(state: ReviewState): void {
+    const known = this.items.get(state.id);
+    if (known && known.version > state.version) return;
+    this.items.set(state.id, { ...state });
+    this.emit(this.items.get(state.id)!);
+  }
+
+  /** Change one detection at once and tell the map; answers the state before, for a rollback. */
   set(id: number, patch: Partial<ReviewState>): ReviewState | undefined {
     const before = this.items.get(id);
     if (!before) return undefined;
     const after = { ...before, ...patch };
     this.items.set(id, after);
-    this.onChange(after);
+    this.emit(after);
     return before;
   }
 
-  /** Proposed detections by score, highest first (ties by id, as the server's queue orders them). */
-  proposedByScore(): ReviewState[] {
-    return [...this.items.values()]
-      .filter((s) => s.status === "proposed")
-      .sort((a, b) => b.score - a.score || a.id - b.id);
+  /** Put back a state exactly as it was (a rollback). */
+  restore(state: ReviewState): void {
+    this.items.set(state.id, { ...state });
+    this.emit(state);
   }
 
-  /** The proposed detection after (or before) `id` in score order, wrapping; null when none is left. */
-  neighbour(id: number | null, step: 1 | -1): ReviewState | null {
-    const all = [...this.items.values()].sort((a, b) => b.score - a.score || a.id - b.id);
-    const start = id === null ? -1 : all.findIndex((s) => s.id === id);
-    for (let i = 1; i <= all.length; i++) {
-      const index = start === -1 && step === -1 ? all.length - i : (start + step * i + all.length * all.length) % all.length;
-      const s = all[index];
-      if (s.status === "proposed" && s.id !== id) return s;
-    }
-    return null;
+  /** Forget every override (the tiles were reloaded and carry the server's state). */
+  clear(): void {
+    this.items.clear();
+  }
+
+  private emit(state: ReviewState): void {
+    for (const l of this.listeners) l(state);
   }
 }

@@ -174,3 +174,46 @@ def box_px_to_ring(box_xyxy_px: Sequence[float]) -> list[tuple[float, float]]:
     """The closed pixel ring of an XYXY box (clockwise on screen, starting top-left)."""
     x0, y0, x1, y1 = (float(v) for v in box_xyxy_px)
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+
+
+class SceneFrame:
+    """One scene's pixel grid on the earth (CRS + affine transform): every pixel <-> lon/lat conversion of a scene.
+
+    Build it with `SceneFrame.of(scene)` (anything with `crs` text and a GDAL `geotransform`) rather than parsing
+    the CRS and transform again in each caller.
+    """
+
+    __slots__ = ("crs", "transform")
+
+    def __init__(self, crs: CRS, transform: Affine):
+        self.crs = crs
+        self.transform = transform
+
+    @classmethod
+    def of(cls, scene) -> "SceneFrame":
+        """The frame of a scene row (or an ingest header) with `crs` and `geotransform`."""
+        return cls(crs_from_text(scene.crs), transform_from_gdal(scene.geotransform))
+
+    def to_px(self, lons, lats) -> tuple[np.ndarray, np.ndarray]:
+        """Lon/lat to pixel coordinates."""
+        return lonlat_to_px(self.crs, self.transform, lons, lats)
+
+    def to_lonlat(self, xs_px, ys_px) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates to lon/lat."""
+        return px_to_lonlat(self.crs, self.transform, xs_px, ys_px)
+
+    def rings_to_px(self, rings: Rings) -> Rings:
+        """A polygon's lon/lat rings (exterior first) in pixels."""
+        return rings_lonlat_to_px(self.crs, self.transform, rings)
+
+    def rings_to_lonlat(self, rings: Rings) -> Rings:
+        """A polygon's pixel rings (exterior first) in lon/lat."""
+        return rings_px_to_lonlat(self.crs, self.transform, rings)
+
+    def polygon_px(self, polygon) -> Rings:
+        """An EPSG:4326 GEOS polygon's rings in pixels (exterior first)."""
+        return self.rings_to_px([list(ring.coords) for ring in polygon])
+
+    def box_lonlat_ring(self, box_xyxy_px: Sequence[float]) -> list[tuple[float, float]]:
+        """An XYXY pixel box as a closed lon/lat ring."""
+        return self.rings_to_lonlat([box_px_to_ring(box_xyxy_px)])[0]

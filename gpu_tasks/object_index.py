@@ -29,9 +29,7 @@ def geometry_digest(geometry: GEOSGeometry) -> str:
 
 def polygon_px(scene: Scene, polygon: Polygon) -> list[list[tuple[float, float]]]:
     """An EPSG:4326 polygon's rings in the scene's pixel coordinates (exterior first)."""
-    crs = geo.crs_from_text(scene.crs)
-    transform = geo.transform_from_gdal(scene.geotransform)
-    return geo.rings_lonlat_to_px(crs, transform, [list(ring.coords) for ring in polygon])
+    return geo.SceneFrame.of(scene).polygon_px(polygon)
 
 
 def object_vectors_sync(

@@ -57,10 +57,10 @@ def _box_px(scene: Scene, detection: Detection) -> list[float]:
 
 def _polygon_lonlat(scene: Scene, polygons_px: list) -> Polygon | None:
     """The largest valid part of a mask's polygons, in EPSG:4326 (None when nothing valid remains)."""
-    crs, transform = geo.crs_from_text(scene.crs), geo.transform_from_gdal(scene.geotransform)
+    frame = geo.SceneFrame.of(scene)
     best: Polygon | None = None
     for rings in polygons_px:
-        lonlat = geo.rings_px_to_lonlat(crs, transform, [list(map(tuple, r)) for r in rings])
+        lonlat = frame.rings_to_lonlat([list(map(tuple, r)) for r in rings])
         try:
             poly: GEOSGeometry = Polygon(*lonlat, srid=4326)
         except Exception:  # noqa: S112 - a ring GEOS refuses (too few points) is skipped, the rest kept

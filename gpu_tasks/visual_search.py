@@ -12,9 +12,11 @@ from annotate.errors import DomainError
 from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
 
 from .embedding import grid_open, grid_summary, scene_grid_ensure
+from .inference.grid import GridMeta
+from .inference.prototypes import mean_direction
 from .inference.search import SearchParams, box_iou_xyxy, find_candidates, score_grid
-from .models import Job, PatchGrid
-from .object_index import class_prototypes, object_vectors_sync, polygon_px
+from .models import Job, ObjectEmbedding, PatchGrid
+from .object_index import class_prototypes, geometry_digest, object_vectors_sync, polygon_px
 from .profiling import stage
 
 # A candidate overlapping a reviewed detection or an example this much is that object again: not proposed.
@@ -124,9 +126,62 @@ def _object_sizes_cells(
 
 def _box_polygon_lonlat(scene: Scene, box_px) -> Polygon:
     """An XYXY pixel box as an EPSG:4326 polygon."""
+    return Polygon(geo.SceneFrame.of(scene).box_lonlat_ring(box_px), srid=4326)
+
+
+def _boxes_polygons_lonlat(scene: Scene, boxes_px: np.ndarray) -> list[Polygon]:
+    """(n, 4) XYXY pixel boxes as EPSG:4326 polygons, all corners converted in one call (one PROJ set-up)."""
+    if not len(boxes_px):
+        return []
+    rings_px = np.asarray([geo.box_px_to_ring(b) for b in boxes_px], dtype=np.float64)  # (n, 5, 2)
     crs, transform = geo.crs_from_text(scene.crs), geo.transform_from_gdal(scene.geotransform)
-    ring = geo.rings_px_to_lonlat(crs, transform, [geo.box_px_to_ring(box_px)])[0]
-    return Polygon(ring, srid=4326)
+    lons, lats = geo.px_to_lonlat(crs, transform, rings_px[..., 0].ravel(), rings_px[..., 1].ravel())
+    rings = np.stack([np.asarray(lons), np.asarray(lats)], axis=-1).reshape(rings_px.shape)
+    return [Polygon(ring.tolist(), srid=4326) for ring in rings]
+
+
+def _box_vectors(tokens: np.ndarray, meta: GridMeta, boxes_px: np.ndarray) -> np.ndarray:
+    """(n, dim) vectors of XYXY pixel boxes, pooled as object_index pools a polygon (prototype_from_polygon):
+    the mean direction of the cells whose centre lies inside, else the cell under the box's centre.
+
+    From the boxes themselves, not their polygons read back through the CRS: a new proposal's vector costs a
+    slice of the grid, not a PROJ round trip and a point-in-polygon test.
+    """
+    cell = meta.cell_px
+    centres_x = (np.arange(meta.grid_w) + 0.5) * cell
+    centres_y = (np.arange(meta.grid_h) + 0.5) * cell
+    out = np.empty((len(boxes_px), meta.dim), dtype=np.float32)
+    for i, (x0, y0, x1, y1) in enumerate(boxes_px):
+        c0, c1 = np.searchsorted(centres_x, x0, "right"), np.searchsorted(centres_x, x1, "left")
+        r0, r1 = np.searchsorted(centres_y, y0, "right"), np.searchsorted(centres_y, y1, "left")
+        if c1 <= c0 or r1 <= r0:  # smaller than a cell: the cell under its centre
+            c0 = min(max(int(((x0 + x1) / 2) // cell), 0), meta.grid_w - 1)
+            r0 = min(max(int(((y0 + y1) / 2) // cell), 0), meta.grid_h - 1)
+            c1, r1 = c0 + 1, r0 + 1
+        out[i] = mean_direction(np.asarray(tokens[r0:r1, c0:c1], dtype=np.float32).reshape(-1, meta.dim))
+    return out
+
+
+def _proposals_index(*, scene: Scene, grid: PatchGrid, rows: list[Detection], vectors: np.ndarray) -> None:
+    """Object-index rows for new proposals (created in this transaction, so nobody else can have indexed them).
+
+    The geometry digest is the stored polygon's, so object_vectors_sync sees them as indexed and never pools
+    them again.
+    """
+    ObjectEmbedding.objects.bulk_create(
+        [
+            ObjectEmbedding(
+                project_id=scene.project_id,
+                scene=scene,
+                detection=det,
+                space_key=grid.space_key,
+                dim=grid.dim,
+                vector=vector.tolist(),  # a list: pgvector's fast path to text
+                geometry_digest=geometry_digest(det.geometry),
+            )
+            for det, vector in zip(rows, vectors, strict=True)
+        ]
+    )
 
 
 def scene_search(
@@ -216,33 +271,35 @@ def proposals_score_and_replace(
         _scene_proposals_lock(scene)
         # Refinement changes a proposal's source but not its review state: a refined, unreviewed proposal is
         # still this pipeline's output and goes too, or the new boxes would land beside the old outlines.
-        _, deleted = Detection.objects.filter(
-            scene=scene,
-            source__in=REPLACED_SOURCES,
-            status=DetectionStatus.PROPOSED,
-            object_class_id__in=searched_ids,
-        ).delete()
+        with stage("replace_delete", timings):
+            _, deleted = Detection.objects.filter(
+                scene=scene,
+                source__in=REPLACED_SOURCES,
+                status=DetectionStatus.PROPOSED,
+                object_class_id__in=searched_ids,
+            ).delete()
         replaced = deleted.get("annotate.Detection", 0)
-        rows = []
-        for c in fresh:
-            polygon = _box_polygon_lonlat(scene, c.box_px)
-            rows.append(
-                Detection(
-                    scene=scene,
-                    object_class=by_id[c.class_id],
-                    geometry=polygon,
-                    bbox=polygon.envelope,
-                    prompt_box=polygon,  # what refinement prompts SAM2 with, however often it runs
-                    score=float(np.clip(c.score, 0.0, 1.0)),
-                    source=DetectionSource.SEARCH,
-                    model_key=grid.space_key,
-                    job=job,
+        with stage("replace_insert", timings):
+            boxes_px = np.asarray([c.box_px for c in fresh], dtype=np.float64).reshape(-1, 4)
+            rows = []
+            for c, polygon in zip(fresh, _boxes_polygons_lonlat(scene, boxes_px), strict=True):
+                rows.append(
+                    Detection(
+                        scene=scene,
+                        object_class=by_id[c.class_id],
+                        geometry=polygon,
+                        bbox=polygon.envelope,
+                        prompt_box=polygon,  # what refinement prompts SAM2 with, however often it runs
+                        score=float(np.clip(c.score, 0.0, 1.0)),
+                        source=DetectionSource.SEARCH,
+                        model_key=grid.space_key,
+                        job=job,
+                    )
                 )
-            )
-        Detection.objects.bulk_create(rows)
+            Detection.objects.bulk_create(rows)
         # Indexed under the same lock: the next search cannot delete these rows before their vectors are in.
-        with stage("object_vectors", timings):
-            object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens)
+        with stage("replace_index", timings):
+            _proposals_index(scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px))
     per_class = {by_id[i].name: sum(1 for c in fresh if c.class_id == i) for i in searched_ids}
     return {
         "detections": len(rows),

@@ -55,3 +55,21 @@ def test_overview_zoom_fits_the_scene_in_a_tile():
     assert geo.overview_zoom(21, 400, 400) == 20
     assert geo.overview_zoom(18, 100_000, 50_000) == 9
     assert geo.overview_zoom(3, 100_000, 100_000) == 0
+
+
+def test_scene_frame_round_trips_pixels_and_lonlat():
+    """SceneFrame.of(scene) converts a pixel box to lon/lat and back to the same pixels (a UTM scene)."""
+    from types import SimpleNamespace
+
+    from django.contrib.gis.geos import Polygon
+
+    from annotate.geo import SceneFrame
+
+    scene = SimpleNamespace(crs="EPSG:32617", geotransform=(403000.0, 0.1, 0.0, 3286000.0, 0.0, -0.1))
+    frame = SceneFrame.of(scene)
+    ring = frame.box_lonlat_ring((10, 20, 110, 70))
+    assert len(ring) == 5 and all(-90 < lon < -70 and 20 < lat < 40 for lon, lat in ring)
+    back = frame.polygon_px(Polygon(ring, srid=4326))[0]
+    assert [tuple(round(v, 6) for v in p) for p in back] == [(10, 20), (110, 20), (110, 70), (10, 70), (10, 20)]
+    xs, ys = frame.to_px(*frame.to_lonlat([5.5], [7.25]))
+    assert abs(xs[0] - 5.5) < 1e-6 and abs(ys[0] - 7.25) < 1e-6

@@ -17,7 +17,9 @@ from .permissions import Action, require
 from .serializers import (
     AnnotationInputSerializer,
     AnnotationSerializer,
+    AnnotationUpdateInputSerializer,
     DetectionSerializer,
+    MyMembershipSerializer,
     ObjectClassSerializer,
     ProjectSerializer,
     SceneSerializer,
@@ -173,6 +175,25 @@ class SceneDetailApi(generics.RetrieveDestroyAPIView):
         services.scene_delete(scene=instance, role=selectors.role_of(user=self.request.user, project=instance.project))
 
 
+class ProjectMeApi(APIView):
+    """The caller in a project: their role and the class they last drew with (any member may set their own)."""
+
+    @extend_schema(responses=MyMembershipSerializer)
+    def get(self, request, project_id: int):
+        membership = selectors.membership_get(user=request.user, project_id=project_id)
+        return Response(MyMembershipSerializer(membership).data)
+
+    @extend_schema(request=MyMembershipSerializer, responses=MyMembershipSerializer)
+    def patch(self, request, project_id: int):
+        membership = selectors.membership_get(user=request.user, project_id=project_id)
+        form = MyMembershipSerializer(data=request.data, context={"membership": membership})
+        form.is_valid(raise_exception=True)
+        membership = services.membership_last_class_set(
+            membership=membership, object_class=form.validated_data["last_class_id"]
+        )
+        return Response(MyMembershipSerializer(membership).data)
+
+
 class AnnotationListCreateApi(generics.ListCreateAPIView):
     """Example polygons as a FeatureCollection; filters: scene, class, bbox. POST a Feature to add one."""
 
@@ -210,12 +231,23 @@ class AnnotationListCreateApi(generics.ListCreateAPIView):
 
 
 class AnnotationDetailApi(generics.RetrieveDestroyAPIView):
-    """One example polygon; its author or a manager may delete it."""
+    """One example polygon; its author or a manager may change its class or outline (PATCH) or delete it."""
 
     serializer_class = AnnotationSerializer
 
     def get_queryset(self):
-        return selectors.annotation_list(user=self.request.user)
+        return selectors.annotation_list(user=self.request.user).select_related("scene")
+
+    @extend_schema(request=AnnotationUpdateInputSerializer, responses=AnnotationSerializer)
+    def patch(self, request, *args, **kwargs):
+        annotation = self.get_object()
+        form = AnnotationUpdateInputSerializer(data=request.data, context={"annotation": annotation})
+        form.is_valid(raise_exception=True)
+        annotation = services.annotation_update(
+            annotation=annotation, actor=request.user,
+            role=selectors.role_of(user=request.user, project=annotation.scene.project), **form.validated_data,
+        )
+        return Response(self.get_serializer(annotation).data)
 
     def perform_destroy(self, instance):
         role = selectors.role_of(user=self.request.user, project=instance.scene.project)

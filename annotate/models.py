@@ -2,8 +2,10 @@
 
 from django.conf import settings
 from django.contrib.gis.db import models
+from django.contrib.gis.db.models.functions import Centroid, GeoHash
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 
 class Role(models.TextChoices):
@@ -39,6 +41,10 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    last_class = models.ForeignKey(
+        "ObjectClass", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="the class this member last drew with, preselected on their next visit",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "user"], name="uniq_membership")]
@@ -154,6 +160,11 @@ class DetectionStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
+# The score queue's ascending key (best score first; no score counts as 0). review.selectors writes the same
+# expression in SQL so the planner matches it to the det_queue_score index.
+QUEUE_SCORE_KEY = Coalesce(F("score"), Value(0.0)) * -1
+
+
 class Detection(models.Model):
     """A candidate object; reviewers accept, reject or change it. `version` guards concurrent edits."""
 
@@ -181,12 +192,27 @@ class Detection(models.Model):
     )
     model_key = models.CharField(max_length=64, blank=True, help_text="vector space of the search that found it")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Z-order key of the centroid (a geohash interleaves longitude and latitude bits): the spatial review queue
+    # walks it so each next object is near the last. Computed by the database, so every writer keeps it true.
+    spatial_key = models.GeneratedField(
+        expression=GeoHash(Centroid("geometry"), precision=12),
+        output_field=models.CharField(max_length=12),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-score", "id"]
         indexes = [
             models.Index(fields=["scene", "status"]),
             models.Index(fields=["scene", "object_class"]),
+            # The review queue's keyset scans (review.selectors.review_queue): proposed rows only, in queue order,
+            # so next/previous is one index probe wherever the reviewer is in a 50k-detection queue.
+            models.Index(
+                F("scene"), QUEUE_SCORE_KEY, F("id"), name="det_queue_score", condition=Q(status="proposed")
+            ),
+            models.Index(
+                F("scene"), F("spatial_key"), F("id"), name="det_queue_spatial", condition=Q(status="proposed")
+            ),
         ]
         constraints = [
             models.CheckConstraint(

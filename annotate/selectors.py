@@ -25,6 +25,11 @@ def role_of(*, user: AbstractBaseUser, project: Project) -> str | None:
     return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
 
 
+def membership_get(*, user: AbstractBaseUser, project_id: int) -> Membership:
+    """The user's membership of a project, or 404 (a project they are not in does not exist for them)."""
+    return get_object_or_404(Membership.objects.select_related("project"), user=user, project_id=project_id)
+
+
 def class_list(*, user: AbstractBaseUser) -> QuerySet[ObjectClass]:
     """Classes of the user's projects."""
     return ObjectClass.objects.filter(project__memberships__user=user)

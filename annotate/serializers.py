@@ -11,6 +11,7 @@ from rest_framework_gis.fields import GeometryField
 from rest_framework_gis.serializers import GeoFeatureModelSerializer
 
 from . import selectors, services
+from .errors import DomainError
 from .models import Annotation, Detection, Membership, ObjectClass, Project, Scene
 from .uploads import raster_data_bands
 
@@ -275,6 +276,55 @@ class AnnotationInputSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "GeoJSON Polygon in EPSG:4326, 2D [longitude, latitude]",
+        "properties": {"type": {"type": "string", "enum": ["Polygon"]}, "coordinates": {"type": "array"}},
+        "required": ["type", "coordinates"],
+    }
+)
+class Wgs84PolygonInputField(Wgs84GeometryField):
+    """An input polygon in EPSG:4326 (documented as GeoJSON in the OpenAPI schema)."""
+
+
+class AnnotationUpdateInputSerializer(serializers.Serializer):
+    """PATCH /api/annotations/{id}/: a new `object_class` and/or `geometry` (a Feature's properties count too).
+
+    Context: `annotation`. The class must be of the example's project (any other id answers the same "no such
+    class"); the polygon is checked as on create.
+    """
+
+    object_class = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    geometry = Wgs84PolygonInputField(required=False)
+
+    def to_internal_value(self, data):
+        """Accept a Feature (properties beside the geometry) as the map sends it."""
+        if isinstance(data, dict) and isinstance(data.get("properties"), dict):
+            data = {**data["properties"], **({"geometry": data["geometry"]} if data.get("geometry") else {})}
+        return super().to_internal_value(data)
+
+    def validate_object_class(self, value: int) -> ObjectClass:
+        scene = self.context["annotation"].scene
+        found = ObjectClass.objects.filter(pk=value, project_id=scene.project_id).first()
+        if found is None:
+            raise serializers.ValidationError("No such class in this project; use one of the project's class ids.")
+        return found
+
+    def validate_geometry(self, value: GEOSGeometry) -> Polygon:
+        try:
+            polygon = services.valid_polygon(value)
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.message) from exc
+        check_geometry_near_scene(polygon, self.context["annotation"].scene)
+        return polygon
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise serializers.ValidationError("Send `object_class` and/or `geometry` to change.")
+        return attrs
+
+
 class AnnotationSerializer(GeoFeatureModelSerializer):
     """An example polygon as a GeoJSON Feature."""
 
@@ -302,3 +352,21 @@ class DetectionSerializer(GeoFeatureModelSerializer):
             "reviewed_at", "job", "model_key", "created_at",
         ]
         read_only_fields = fields
+
+
+class MyMembershipSerializer(serializers.Serializer):
+    """GET/PATCH /api/projects/{id}/me/: the caller's role and the class they last drew with (null: none)."""
+
+    role = serializers.CharField(read_only=True)
+    last_class = serializers.IntegerField(
+        source="last_class_id", allow_null=True, min_value=1, max_value=2**63 - 1,
+        help_text="a class id of this project, or null to forget",
+    )
+
+    def validate_last_class(self, value: int | None) -> ObjectClass | None:
+        if value is None:
+            return None
+        found = ObjectClass.objects.filter(pk=value, project_id=self.context["membership"].project_id).first()
+        if found is None:
+            raise serializers.ValidationError("No such class in this project; use one of the project's class ids.")
+        return found

@@ -351,3 +351,42 @@ def annotation_create(
     if scene.footprint is not None and not scene.footprint.intersects(polygon):
         raise DomainError("The polygon lies outside the scene's footprint.")
     return Annotation.objects.create(scene=scene, object_class=object_class, geometry=polygon, author=author)
+
+
+def annotation_update(
+    *, annotation: Annotation, actor: AbstractBaseUser, role: str | None, object_class: ObjectClass | None = None,
+    geometry: GEOSGeometry | None = None,
+) -> Annotation:
+    """Change an example's class and/or outline: its author (who may still draw), or a manager.
+
+    The object index notices a new outline by its geometry digest and reads the class through the annotation,
+    so the next search uses the edited example, never a stale vector.
+    """
+    require(role, Action.ANNOTATE)
+    if annotation.author_id != actor.pk:
+        require(role, Action.EDIT_PROJECT)
+    fields = []
+    if object_class is not None:
+        if object_class.project_id != annotation.scene.project_id:
+            raise DomainError("The class belongs to another project.")
+        annotation.object_class = object_class
+        fields.append("object_class")
+    if geometry is not None:
+        polygon = valid_polygon(geometry)
+        scene = annotation.scene
+        if scene.footprint is not None and not scene.footprint.intersects(polygon):
+            raise DomainError("The polygon lies outside the scene's footprint.")
+        annotation.geometry = polygon
+        fields.append("geometry")
+    if fields:
+        annotation.save(update_fields=fields)
+    return annotation
+
+
+def membership_last_class_set(*, membership: Membership, object_class: ObjectClass | None) -> Membership:
+    """Remember the class a member draws with in a project (None forgets it); any member may set their own."""
+    if object_class is not None and object_class.project_id != membership.project_id:
+        raise DomainError("The class belongs to another project.")
+    membership.last_class = object_class
+    membership.save(update_fields=["last_class"])
+    return membership

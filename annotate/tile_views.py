@@ -1,6 +1,8 @@
 """Tile and thumbnail endpoints: plain Django views (no DRF negotiation on the hot path)."""
 
 import functools
+import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +14,9 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from . import storage, tiles
+from . import storage, tiles, vector_tiles
 from .errors import error_body
-from .models import Scene, SceneStatus
+from .models import DetectionStatus, Scene, SceneStatus
 
 _token_auth = TokenAuthentication()
 
@@ -50,6 +52,11 @@ class VisibleScene:
 def clear_visible_cache() -> None:
     """Forget every cached grant (tests; a process that must honour a revocation at once)."""
     _visible_cache.clear()
+    _member_cache.clear()
+
+
+# Grants for detection tiles: membership only (a scene's detections need no COG), same bound as above.
+_member_cache: dict[tuple, float] = {}
 
 
 def _user(request):
@@ -174,3 +181,95 @@ def scene_thumbnail(request, scene_id: int):
     except FileNotFoundError:
         _forget(request, scene_id)
         return _not_found()
+
+
+def _member_of_scene(request, scene_id: int) -> bool:
+    """Whether the caller is a member of the scene's project (cached like `_visible_scene`; refusals never)."""
+    credentials = _credentials(request)
+    if credentials == (None, None):
+        return False
+    key = (credentials, scene_id)
+    now = _clock()
+    if _member_cache.get(key, 0.0) > now:
+        return True
+    user = _user(request)
+    if user is None or not Scene.objects.filter(pk=scene_id, project__memberships__user=user).exists():
+        _member_cache.pop(key, None)
+        return False
+    if len(_member_cache) >= VISIBLE_CACHE_SIZE:
+        _member_cache.clear()
+    _member_cache[key] = now + VISIBLE_CACHE_SECONDS
+    return True
+
+
+def _etag_matches(request, etag: str) -> bool:
+    """Whether If-None-Match names this ETag (a list, or weak as a compressing proxy marks it, counts too)."""
+    sent = request.headers.get("If-None-Match", "")
+    return any(tag.strip().removeprefix("W/") == etag for tag in sent.split(","))
+
+
+def _bad_request(message: str, detail=None) -> JsonResponse:
+    return JsonResponse(error_body("invalid", message, detail), status=400)
+
+
+def _tile_filters(query) -> dict:
+    """`status`, `object_class` (comma lists) and `score_min` of a detection tile request; ValueError says why."""
+    filters: dict = {"statuses": None, "class_ids": None, "score_min": None}
+    if status_text := query.get("status", "").strip():
+        statuses = [s.strip() for s in status_text.split(",") if s.strip()]
+        unknown = [s for s in statuses if s not in DetectionStatus.values]
+        if unknown or not statuses:
+            raise ValueError(f"status must be a comma list of {', '.join(DetectionStatus.values)}; got {status_text!r}")
+        filters["statuses"] = statuses
+    if class_text := query.get("object_class", "").strip():
+        try:
+            class_ids = [int(c) for c in class_text.split(",") if c.strip()]
+        except ValueError:
+            class_ids = []
+        if not class_ids or any(not 0 < c < 2**63 for c in class_ids) or len(class_ids) > 1000:
+            raise ValueError(f"object_class must be a comma list of class ids; got {class_text[:100]!r}")
+        filters["class_ids"] = class_ids
+    if score_text := query.get("score_min", "").strip():
+        try:
+            score_min = float(score_text)
+        except ValueError:
+            score_min = math.nan
+        if not math.isfinite(score_min):
+            raise ValueError(f"score_min must be a number; got {score_text[:100]!r}")
+        filters["score_min"] = score_min
+    return filters
+
+
+@read_only
+def detection_tile(request, scene_id: int, z: int, x: int, y: int):
+    """GET /api/scenes/{id}/detections/tiles/{z}/{x}/{y}.mvt: the scene's detections as a Mapbox vector tile.
+
+    Filters: `status` and `object_class` (comma lists), `score_min`. 204 when the tile holds none. Decisions
+    change tiles at any moment, so the browser revalidates every time (no-cache) and a 304 saves the bytes.
+    """
+    if not _member_of_scene(request, scene_id):
+        return _not_found()
+    if not vector_tiles.tile_in_range(z, x, y):
+        return _bad_request(
+            f"No such tile {z}/{x}/{y}: zoom must be 0..{vector_tiles.MAX_ZOOM} and x, y below 2**zoom."
+        )
+    try:
+        filters = _tile_filters(request.GET)
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    started = time.perf_counter()
+    data = vector_tiles.detection_tile(scene_id, z, x, y, **filters)
+    timing = f"db;dur={(time.perf_counter() - started) * 1000:.1f}"
+    if not data:
+        response = HttpResponse(status=204)
+    else:
+        etag = f'"d{hashlib.blake2s(data, digest_size=12).hexdigest()}"'
+        if _etag_matches(request, etag):
+            response = HttpResponse(status=304)
+        else:
+            response = HttpResponse(data, content_type=vector_tiles.CONTENT_TYPE)
+        response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    response["Server-Timing"] = timing
+    patch_vary_headers(response, ("Cookie",))
+    return response

@@ -33,7 +33,8 @@ def scene_page(request, scene_id: int):
     """A scene on the map (home of the review tools)."""
     scene = selectors.scene_get(user=request.user, scene_id=scene_id)
     data = SceneSerializer(scene).data
-    role = selectors.role_of(user=request.user, project=scene.project)
+    membership = selectors.membership_get(user=request.user, project_id=scene.project_id)
+    role = membership.role
     return render(
         request,
         "annotate/scene.html",
@@ -41,5 +42,6 @@ def scene_page(request, scene_id: int):
             "scene": scene, "project": scene.project, "scene_data": json.loads(json.dumps(data, default=str)),
             "role": role, "can_annotate": role_allows(role, Action.ANNOTATE),
             "can_run_jobs": role_allows(role, Action.RUN_JOBS),
+            "last_class_id": membership.last_class_id,
         },
     )

@@ -21,6 +21,7 @@ api = [
     path("projects/", annotate_apis.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:pk>/", annotate_apis.ProjectDetailApi.as_view(), name="api-project"),
     path("projects/<int:project_id>/classes/", annotate_apis.ClassListCreateApi.as_view(), name="api-classes"),
+    path("projects/<int:project_id>/me/", annotate_apis.ProjectMeApi.as_view(), name="api-project-me"),
     path("projects/<int:project_id>/scenes/", annotate_apis.SceneListApi.as_view(), name="api-project-scenes"),
     path("projects/<int:project_id>/scenes/upload/", job_apis.SceneUploadApi.as_view(), name="api-scene-upload"),
     path("classes/<int:pk>/", annotate_apis.ClassDetailApi.as_view(), name="api-class"),
@@ -60,6 +61,13 @@ api = [
     path("scenes/<int:scene_id>/events/", review_apis.SceneEventsApi.as_view(), name="api-scene-events"),
     path("scenes/<int:scene_id>/review-progress/", review_apis.ReviewProgressApi.as_view(), name="api-review-progress"),
     path("review/undo/", review_apis.UndoApi.as_view(), name="api-review-undo"),
+    path(
+        "scenes/<int:scene_id>/detections/tiles/<int:z>/<int:x>/<int:y>.mvt", tile_views.detection_tile,
+        name="api-detection-tile",
+    ),
+    path(
+        "scenes/<int:scene_id>/score-histogram/", review_apis.ScoreHistogramApi.as_view(), name="api-score-histogram"
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -25,6 +25,7 @@ from .serializers import (
     ReshapeInputSerializer,
     ReviewEventSerializer,
     ReviewInputSerializer,
+    ScoreHistogramSerializer,
     UndoInputSerializer,
     UndoOutputSerializer,
 )
@@ -160,7 +161,7 @@ class BulkReviewApi(APIView):
 
 
 class ReviewQueueApi(APIView):
-    """The next (or previous) proposed detections of a scene, by score or by uncertainty."""
+    """The next (or previous) proposed detections of a scene, by score, by uncertainty or in spatial order."""
 
     @extend_schema(parameters=[QueueQuerySerializer], responses=QueueOutputSerializer)
     def get(self, request, scene_id: int):
@@ -222,3 +223,12 @@ class ReviewProgressApi(APIView):
     def get(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         return Response(selectors.review_progress(scene=scene, user=request.user))
+
+
+class ScoreHistogramApi(APIView):
+    """Per class: proposed detections in 20 score bins and the accepted and rejected totals (the score slider)."""
+
+    @extend_schema(responses=ScoreHistogramSerializer)
+    def get(self, request, scene_id: int):
+        scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
+        return Response(selectors.score_histogram(scene=scene))

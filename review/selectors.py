@@ -1,12 +1,13 @@
 """Review's reads, scoped by project membership (another project's objects are 404, like missing ones)."""
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Count, F, FloatField, Q, QuerySet, Value
 from django.db.models.functions import Abs, Coalesce
 from django.shortcuts import get_object_or_404
 
 from annotate import selectors as annotate_selectors
-from annotate.models import Detection, DetectionStatus, Scene
+from annotate.models import Detection, DetectionStatus, ObjectClass, Scene
 
 from .models import ReviewEvent
 
@@ -16,7 +17,18 @@ class QueueOrder:
 
     SCORE = "score"  # highest score first
     UNCERTAINTY = "uncertainty"  # nearest the class threshold first
-    CHOICES = (SCORE, UNCERTAINTY)
+    SPATIAL = "spatial"  # along a Z-order curve over the centroids: each next object is near the last
+    CHOICES = (SCORE, UNCERTAINTY, SPATIAL)
+
+
+# Ascending queue keys in SQL, written exactly as the partial indexes det_queue_score and det_queue_spatial
+# (annotate.models) are built, so next/previous is one index probe: a row comparison (key, id) > (k, i).
+_KEY_SQL = {QueueOrder.SCORE: "(COALESCE(score, 0.0) * -1)", QueueOrder.SPATIAL: "spatial_key"}
+_KEYSET_SQL = """
+SELECT id FROM annotate_detection
+WHERE scene_id = %(scene)s AND status = 'proposed' {after}
+ORDER BY {key} {direction}, id {direction} LIMIT %(limit)s
+"""
 
 
 def detection_get(*, user: AbstractBaseUser, detection_id: int) -> Detection:
@@ -55,26 +67,54 @@ def review_queue(
     *, scene: Scene, order: str = QueueOrder.SCORE, after: Detection | None = None, backwards: bool = False,
     threshold: float = 0.5, limit: int = 1,
 ) -> list[Detection]:
-    """Proposed detections of a scene after (or before) `after` in queue order; the head when `after` is None."""
-    proposed = Detection.objects.filter(scene=scene, status=DetectionStatus.PROPOSED).select_related(
-        "object_class", "reviewer"
-    )
+    """Proposed detections of a scene after (or before) `after` in queue order; the head when `after` is None.
+
+    `after` need not be proposed any more (the one just decided): the queue goes on from its key.
+    """
     if order == QueueOrder.UNCERTAINTY:
-        # Smaller key first: distance of the score from the threshold.
-        key = Abs(Coalesce(F("score"), Value(0.0)) - Value(threshold), output_field=FloatField())
-        after_key = abs((after.score or 0.0) - threshold) if after is not None else None
+        ids = _uncertainty_ids(scene=scene, after=after, backwards=backwards, threshold=threshold, limit=limit)
     else:
-        # Higher score first, so the key is the negated score.
-        key = -Coalesce(F("score"), Value(0.0), output_field=FloatField())
-        after_key = -(after.score or 0.0) if after is not None else None
+        ids = _keyset_ids(scene=scene, order=order, after=after, backwards=backwards, limit=limit)
+    found = Detection.objects.select_related("object_class", "reviewer").in_bulk(ids)
+    return [found[i] for i in ids if i in found]
+
+
+def _queue_key(detection: Detection, order: str):
+    """A detection's key in an indexed order (the SQL of _KEY_SQL, computed here)."""
+    if order == QueueOrder.SPATIAL:
+        return detection.spatial_key
+    return (detection.score or 0.0) * -1
+
+
+def _keyset_ids(*, scene: Scene, order: str, after: Detection | None, backwards: bool, limit: int) -> list[int]:
+    """Ids of the next `limit` proposed detections in an indexed order, by a row comparison on (key, id)."""
+    key = _KEY_SQL[order]
+    params = {"scene": scene.pk, "limit": limit}
+    after_sql = ""
+    if after is not None:
+        after_sql = f"AND ({key}, id) {'<' if backwards else '>'} (%(after_key)s, %(after_id)s)"
+        params |= {"after_key": _queue_key(after, order), "after_id": after.pk}
+    sql = _KEYSET_SQL.format(after=after_sql, key=key, direction="DESC" if backwards else "ASC")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _uncertainty_ids(
+    *, scene: Scene, after: Detection | None, backwards: bool, threshold: float, limit: int
+) -> list[int]:
+    """Ids of the next `limit` proposed detections nearest the threshold first (key: |score - threshold|)."""
+    proposed = Detection.objects.filter(scene=scene, status=DetectionStatus.PROPOSED)
+    key = Abs(Coalesce(F("score"), Value(0.0)) - Value(threshold), output_field=FloatField())
     proposed = proposed.annotate(queue_key=key)
     if after is not None:
+        after_key = abs((after.score or 0.0) - threshold)
         if backwards:
             proposed = proposed.filter(Q(queue_key__lt=after_key) | Q(queue_key=after_key, id__lt=after.pk))
         else:
             proposed = proposed.filter(Q(queue_key__gt=after_key) | Q(queue_key=after_key, id__gt=after.pk))
     ordering = ["-queue_key", "-id"] if backwards else ["queue_key", "id"]
-    return list(proposed.order_by(*ordering)[:limit])
+    return list(proposed.order_by(*ordering).values_list("id", flat=True)[:limit])
 
 
 def review_progress(*, scene: Scene, user: AbstractBaseUser) -> dict:
@@ -98,3 +138,34 @@ def review_progress(*, scene: Scene, user: AbstractBaseUser) -> dict:
         "by_class": sorted(by_class.values(), key=lambda e: e["object_class"]),
         "mine": dict(mine.values_list("verb").annotate(n=Count("id")).values_list("verb", "n")),
     }
+
+
+SCORE_BINS = 20
+# Bin i holds scores in [i/20, (i+1)/20) (the last also 1.0); edges are the decimals a slider sends, so a count
+# summed from an edge up equals what bulk-review's `score_min` (score >= edge) selects. No score counts as 0.
+_BIN_EDGES_SQL = "ARRAY[" + ", ".join(f"{i / SCORE_BINS}" for i in range(1, SCORE_BINS)) + "]::float8[]"
+_HISTOGRAM_SQL = f"""
+SELECT object_class_id, status, width_bucket(COALESCE(score, 0.0), {_BIN_EDGES_SQL}) AS bin, count(*)
+FROM annotate_detection WHERE scene_id = %s GROUP BY 1, 2, 3
+"""  # noqa: S608 - only module constants are formatted in
+
+
+def score_histogram(*, scene: Scene) -> dict:
+    """Per class of the scene's project: proposed counts in 20 score bins, and accepted and rejected totals."""
+    classes = {
+        c.pk: {"object_class": c.pk, "class_name": c.name, "proposed": [0] * SCORE_BINS,
+               "accepted": 0, "rejected": 0}
+        for c in ObjectClass.objects.filter(project_id=scene.project_id).order_by("index")
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_HISTOGRAM_SQL, [scene.pk])
+        rows = cursor.fetchall()
+    for class_id, status, score_bin, n in rows:
+        entry = classes.get(class_id)
+        if entry is None:  # a class of another project cannot be on this scene; skip rather than fail
+            continue
+        if status == DetectionStatus.PROPOSED:
+            entry["proposed"][score_bin] += n
+        else:
+            entry[status] += n
+    return {"bins": SCORE_BINS, "classes": list(classes.values())}

@@ -290,3 +290,20 @@ class ProgressOutputSerializer(serializers.Serializer):
     by_status = serializers.DictField(child=serializers.IntegerField())
     by_class = ClassProgressSerializer(many=True)
     mine = serializers.DictField(child=serializers.IntegerField())
+
+
+class ClassHistogramSerializer(serializers.Serializer):
+    """One class: proposed counts per score bin (bin i is [i/bins, (i+1)/bins), the last includes 1.0)."""
+
+    object_class = serializers.IntegerField()
+    class_name = serializers.CharField()
+    proposed = serializers.ListField(child=serializers.IntegerField())
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+
+
+class ScoreHistogramSerializer(serializers.Serializer):
+    """A scene's score histogram per class, for the per-class score slider (summed from a bin edge up)."""
+
+    bins = serializers.IntegerField()
+    classes = ClassHistogramSerializer(many=True)

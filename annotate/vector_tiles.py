@@ -1,0 +1,65 @@
+"""Detections as Mapbox vector tiles, cut by PostGIS (ST_AsMVT) so a map never loads a scene's whole GeoJSON."""
+
+from collections.abc import Sequence
+
+from django.db import connection
+
+from .models import DetectionStatus
+
+LAYER = "detections"
+EXTENT = 4096  # tile units per side, the MVT default
+BUFFER = 64  # tile units kept beyond each edge, so outlines crossing a tile edge join without seams
+MAX_ZOOM = 24  # ~2 cm per tile unit at the equator: far beyond any scene's pixels
+CONTENT_TYPE = "application/vnd.mapbox-vector-tile"
+
+# `fid` becomes the feature id (ST_AsMVT takes that column out of the properties, so `id` stays among them).
+# The tile envelope widened by the buffer (margin is a fraction of the tile) and taken to EPSG:4326, where the
+# GiST index on geometry lives: `geometry && envelope` is the index probe, ST_AsMVTGeom clips the rest.
+_SQL = f"""
+WITH tile AS (
+    SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env,
+           ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {BUFFER / EXTENT}), 4326) AS probe
+),
+features AS (
+    SELECT d.id AS fid, d.id, d.object_class_id AS object_class, d.status, d.score, d.source, d.version,
+           d.source = 'manual' AS manual,
+           ST_AsMVTGeom(ST_Transform(d.geometry, 3857), tile.env, {EXTENT}, {BUFFER}, true) AS geom
+    FROM annotate_detection d, tile
+    WHERE d.scene_id = %(scene_id)s
+      AND d.geometry && tile.probe
+      AND (%(statuses)s::text[] IS NULL OR d.status = ANY(%(statuses)s::text[]))
+      AND (%(class_ids)s::bigint[] IS NULL OR d.object_class_id = ANY(%(class_ids)s::bigint[]))
+      AND (%(score_min)s::float8 IS NULL OR d.score >= %(score_min)s::float8)
+)
+SELECT ST_AsMVT(features.*, '{LAYER}', {EXTENT}, 'geom', 'fid') FROM features WHERE geom IS NOT NULL
+"""  # noqa: S608 - only module constants are formatted in; values are bound parameters
+
+
+def tile_in_range(z: int, x: int, y: int) -> bool:
+    """Whether z/x/y names a WebMercatorQuad tile this server cuts."""
+    return 0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z
+
+
+def detection_tile(
+    scene_id: int, z: int, x: int, y: int, *, statuses: Sequence[str] | None = None,
+    class_ids: Sequence[int] | None = None, score_min: float | None = None,
+) -> bytes:
+    """One tile of a scene's detections (layer `detections`, feature id = detection id); b"" when none.
+
+    Properties: id, object_class, status, score, source, version, manual. None for a filter means no filter.
+    The caller checks access and the tile range (tile_in_range).
+    """
+    if statuses is not None:
+        unknown = set(statuses) - set(DetectionStatus.values)
+        if unknown:
+            raise ValueError(f"unknown statuses: {sorted(unknown)}")
+    params = {
+        "z": z, "x": x, "y": y, "scene_id": scene_id,
+        "statuses": list(statuses) if statuses is not None else None,
+        "class_ids": list(class_ids) if class_ids is not None else None,
+        "score_min": score_min,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL, params)
+        row = cursor.fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""

@@ -41,6 +41,7 @@ def scene_page(request, scene_id: int):
         {
             "scene": scene, "project": scene.project, "scene_data": json.loads(json.dumps(data, default=str)),
             "role": role, "can_annotate": role_allows(role, Action.ANNOTATE),
+            "can_review": role_allows(role, Action.REVIEW),
             "can_run_jobs": role_allows(role, Action.RUN_JOBS),
             "last_class_id": membership.last_class_id,
         },

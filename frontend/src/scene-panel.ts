@@ -18,6 +18,7 @@ import type { DetectionStatus } from "./api";
 
 export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, sceneExtent?: Extent): void {
   const canAnnotate = panel.dataset.canAnnotate === "1";
+  const canReview = panel.dataset.canReview === "1";
   const canRunJobs = panel.dataset.canRunJobs === "1";
   const projectId = Number(panel.dataset.projectId);
   const remembered = panel.dataset.lastClass ? Number(panel.dataset.lastClass) : null;
@@ -50,7 +51,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
     classes: () => classes.classes,
     floorOf: (id) => tiles.floorOf(id),
     setFloor: (id, v) => tiles.setFloor(id, v),
-    canReview: canAnnotate,
+    canReview,
     done: (t) => {
       say.notice(t);
       countsStale();
@@ -90,7 +91,8 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       classes: () => classes.classes,
       activeClass: () => classes.active(),
       colourOf,
-      canReview: canAnnotate,
+      canReview,
+      canAnnotate,
       canRefine: canRunJobs,
       zoomScene: () => sceneExtent && map.getView().fit(sceneExtent, { padding: [24, 24, 24, 24], duration: 250 }),
       updateProposals: () => void jobs.updateProposals(),

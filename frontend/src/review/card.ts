@@ -12,6 +12,7 @@ export interface CardHost {
   close(): void;
   colourOf(classId: number): string;
   canRefine: boolean;
+  canReview: boolean;
   /** Text about a refinement of this detection running or done, if any. */
   refineText(id: number): { text: string; failed: boolean } | undefined;
   editing(): boolean;
@@ -66,7 +67,7 @@ export class DetectionCard {
     if (this.host.editing()) {
       this.box.append(el("p", "hint edit-hint", "Editing: drag corners, drag an edge to add one, Alt+click removes one. 1-9 change the class. Enter saves (a proposal is accepted with the fix), Esc cancels."));
     }
-    this.box.append(this.buttons(state));
+    if (this.host.canReview || this.host.canRefine) this.box.append(this.buttons(state));
     const refine = this.host.refineText(state.id);
     if (refine) this.box.append(el("p", refine.failed ? "card-status error small" : "card-status small", refine.text));
     this.box.append(this.historyBlock(state.id));
@@ -105,6 +106,7 @@ export class DetectionCard {
     for (const binding of KEYMAP) {
       const { command } = binding;
       if (!binding.onSelected) continue;
+      if (!this.host.canReview && command.kind !== "refine") continue;
       if (command.kind === "refine" && !this.host.canRefine) continue;
       if (command.kind === "deleteManual" && state.source !== "manual") continue;
       let label = binding.label;

@@ -26,6 +26,8 @@ export interface WorkspaceHost {
   activeClass(): ObjectClass | undefined;
   colourOf(classId: number): string;
   canReview: boolean;
+  /** May draw and edit examples. */
+  canAnnotate: boolean;
   canRefine: boolean;
   zoomScene(): void;
   updateProposals(): void;
@@ -83,6 +85,7 @@ export class ReviewWorkspace {
       close: () => this.select(null),
       colourOf: (c) => host.colourOf(c),
       canRefine: host.canRefine,
+      canReview: host.canReview,
       refineText: (id) => this.refineStatus.get(id),
       editing: () => this.selection.editing,
     });
@@ -264,6 +267,7 @@ export class ReviewWorkspace {
         this.startSketch("missed");
         return;
     }
+    if (id !== null && command.kind === "refine") return void this.refine(id);
     if (id === null || !this.host.canReview) return;
     const state = this.store.get(id);
     if (!state) return;
@@ -306,6 +310,8 @@ export class ReviewWorkspace {
   }
 
   private runOnExample(command: ReviewCommand): void {
+    const editKinds = ["relabel", "edit", "deleteManual"];
+    if (editKinds.includes(command.kind) && !this.host.canAnnotate) return this.say.error("Your role cannot change examples.");
     switch (command.kind) {
       case "relabel": {
         const cls = this.host.classes()[command.classIndex];
@@ -499,7 +505,7 @@ export class ReviewWorkspace {
     const facts = el("p", "card-facts small", `By ${String(f.get("author_name") ?? "someone")}. Examples teach the search what to look for.`);
     box.replaceChildren(head, facts);
     if (this.examples.editing) box.append(el("p", "hint edit-hint", "Drag corners, drag an edge to add one, Alt+click removes one. Enter saves, Esc cancels."));
-    if (!this.host.canReview) return;
+    if (!this.host.canAnnotate) return;
     const row = el("div", "review-actions");
     const button = (label: string, key: string, command: ReviewCommand, extra = "") => {
       const b = el("button", `btn btn-small review-cmd ${extra}`);

@@ -107,6 +107,14 @@ def test_empty_tile_is_204(api, scene, detections):
     assert api.get(url(scene, score_min="0.99")).status_code == 204
     far = WEB_MERCATOR.tile(-70.0, -30.0, 3)
     assert api.get(url(scene, tile=far)).status_code == 204
+    # A triangle whose box overlaps the tile's corner but whose shape misses it: found by the index, clipped away.
+    left, bottom, _, _ = WEB_MERCATOR.bounds(ELSEWHERE)
+    triangle = Polygon(((left - 0.01, bottom + 0.005), (left - 0.01, bottom - 0.01), (left + 0.005, bottom - 0.01),
+                        (left - 0.01, bottom + 0.005)), srid=4326)
+    Detection.objects.create(scene=scene, object_class=detections[0].object_class, geometry=triangle, bbox=triangle,
+                             score=0.5, source=DetectionSource.SEARCH)
+    assert api.get(url(scene, tile=ELSEWHERE)).status_code == 204
+    assert api.get(url(scene, tile=WEB_MERCATOR.tile(left - 0.008, bottom - 0.008, 14))).status_code == 200
 
 
 def test_etag_304_and_a_decision_changes_the_tile(api, scene, detections):

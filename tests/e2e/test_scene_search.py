@@ -5,6 +5,7 @@ import pytest
 from annotate.models import Detection, DetectionSource, DetectionStatus
 from gpu_tasks import runtime
 from gpu_tasks.models import Job, JobKind, JobStatus
+from review.models import ReviewEvent
 from tests.conftest import ARTIFACTS
 from tests.e2e.test_browser import log_in
 from tests.gpu_tasks.support import PLANTED, ColourEmbedder, planted_scene, px_box_to_polygon
@@ -39,6 +40,22 @@ def page_points(page, coords_3857):
     pixels = page.evaluate("cs => cs.map(c => window.__georeviewMap.getPixelFromCoordinate(c))", coords_3857)
     box = page.locator("#map").bounding_box()
     return [(box["x"] + x, box["y"] + y) for x, y in pixels]
+
+
+def wait_for_features_at(page, coord_3857, count: int):
+    """Wait until the map has at least `count` features under a map coordinate (vector tiles load on their own)."""
+    page.wait_for_function(
+        "([c, n]) => { const m = window.__georeviewMap; m.renderSync();"
+        " return m.getFeaturesAtPixel(m.getPixelFromCoordinate(c), {hitTolerance: 0}).length >= n; }",
+        arg=[list(coord_3857), count],
+        timeout=20_000,
+    )
+
+
+def card_facts(card) -> dict[str, str]:
+    """The floating card's facts (Score, Source, Version, Last change) as shown."""
+    terms = card.locator(".card-facts dt").all_inner_texts()
+    return dict(zip(terms, card.locator(".card-facts dd").all_inner_texts(), strict=True))
 
 
 def draw_polygon(page, points):
@@ -77,19 +94,24 @@ def test_draw_an_example_search_and_see_detections(page, live_server, scene, emb
     assert job.status == JobStatus.SUCCEEDED and job.params["default_threshold"] == 0.5
     assert embedder.tiles_seen > 0
 
-    # The detections are loaded before the box says "succeeded"; the panel counts them per class.
-    shown = int(panel.get_attribute("data-detections"))
-    assert shown >= 2
-    assert int(page.locator("#detections-total").get_attribute("data-count")) == shown
-    kilns = page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.det").inner_text()
-    assert int(kilns) >= 2
-    assert shown == scene.detections.count()
+    # The counts are re-read once the box says "succeeded"; the panel counts the proposals per class.
+    total = scene.detections.count()
+    assert total >= 2
+    page.wait_for_function("n => Number(document.getElementById('search-panel').dataset.detections) === n", arg=total)
+    kilns = scene.detections.filter(object_class__name="Brick Kiln").count()
+    assert kilns >= 2
+    assert page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.det").inner_text() == str(kilns)
+    assert page.locator("#review-progress .count-proposed").get_attribute("data-count") == str(total)
 
-    # The score filter hides weaker detections on the client.
-    page.locator("#score-filter").fill("1")
-    page.wait_for_function("n => Number(document.getElementById('search-panel').dataset.detections) < n", arg=shown)
-    page.locator("#score-filter").fill("0")
-    page.wait_for_function("n => Number(document.getElementById('search-panel').dataset.detections) === n", arg=shown)
+    # A class's score slider hides its weaker proposals on the client, with counts.
+    kiln_id = scene.project.classes.get(name="Brick Kiln").pk
+    row = page.locator(f".score-row[data-class-id='{kiln_id}']")
+    row.locator("input[type=range]").fill("1")
+    page.wait_for_function("n => Number(document.getElementById('search-panel').dataset.detections) < n", arg=total)
+    assert int(row.locator(".score-counts").get_attribute("data-hidden")) >= 1
+    row.locator("input[type=range]").fill("0")
+    page.wait_for_function("n => Number(document.getElementById('search-panel').dataset.detections) === n", arg=total)
+    assert row.locator(".score-counts").get_attribute("data-shown") == str(kilns)
 
     page.hover(".scene-title")  # the pointer off the map
     page.locator("#panel-notice").wait_for(state="hidden")  # the "example saved" toast has gone
@@ -113,11 +135,33 @@ def test_an_example_outside_the_scene_shows_the_api_error(page, live_server, sce
 
 
 def test_a_viewer_sees_detections_but_no_write_controls(page, live_server, scene, viewer):
+    proposal = add_detection(scene, "red_b", DetectionStatus.PROPOSED, 0.9)
     open_scene(page, live_server.url, scene, username="viewer")
     assert page.locator(".class-row").count() == 8
-    for selector in ("#draw-toggle", "#search-button", "#refine-button", ".class-row input[type=checkbox]"):
+    for selector in (
+        "#draw-toggle",
+        "#draw-missed",
+        "#search-button",
+        "#refine-button",
+        "#update-proposals",
+        ".class-row input[type=checkbox]",
+        ".bulk-accept",
+        ".bulk-reject",
+    ):
         assert page.locator(selector).count() == 0, selector
     assert "viewer" in page.locator("#search-panel .read-only").inner_text()
+    assert page.locator(".score-row").count() == 1  # the sliders filter the view for everyone
+
+    # A viewer can walk the queue and read a card, but review keys change nothing.
+    page.keyboard.press("n")
+    page.wait_for_selector(f"#search-panel[data-selected='{proposal.pk}']", state="attached")
+    page.keyboard.press("a")
+    page.keyboard.press("d")
+    page.wait_for_timeout(500)
+    assert page.locator("#map").get_attribute("data-sketch") is None
+    proposal.refresh_from_db()
+    assert proposal.status == DetectionStatus.PROPOSED and proposal.version == 1
+    assert not ReviewEvent.objects.filter(detection=proposal).exists()
     assert page.console_errors == []
 
 
@@ -140,8 +184,9 @@ def test_a_failed_refine_shows_its_error_and_can_run_again(page, live_server, sc
     add_detection(scene, "lookalike", DetectionStatus.REJECTED, 0.6)
     settings.SAM2_MODEL = "no-such-sam2-model"  # the live server thread shares these settings
     open_scene(page, live_server.url, scene)
-    assert page.locator("#search-panel").get_attribute("data-detections") == "3"
-    assert page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.det").inner_text() == "3"
+    # Shown: the proposal and the accepted one (the rejected one is not counted as shown).
+    assert page.locator("#search-panel").get_attribute("data-detections") == "2"
+    assert page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.det").inner_text() == "2"
 
     page.click("#refine-button")
     box = page.locator("#job-box")
@@ -192,15 +237,19 @@ def test_click_a_detection_and_refine_it_alone(page, live_server, scene, setting
     # A click inside the detection selects it: its facts and "Refine this" appear.
     ring = planted_ring_3857(scene, "red_b", inset=0)
     cx, cy = (sum(c[i] for c in ring) / len(ring) for i in (0, 1))
+    wait_for_features_at(page, [cx, cy], 1)
     ((x, y),) = page_points(page, [[cx, cy]])
     page.mouse.click(x, y)
     card = page.locator("#detection-card")
     card.wait_for(state="visible")
+    page.wait_for_selector(f"#detection-card[data-detection-id='{target.pk}'][data-version='1']")
     assert panel.get_attribute("data-selected") == str(target.pk)
-    assert "Brick Kiln" in card.inner_text() and "score 0.90" in card.inner_text() and "version 1" in card.inner_text()
+    assert card.locator(".card-class").inner_text() == "Brick Kiln"
+    facts = card_facts(card)
+    assert facts["Score"] == "0.90" and facts["Source"] == "search" and facts["Version"] == "1"
 
     with page.expect_response(f"**/api/detections/{target.pk}/refine/") as started:
-        card.get_by_role("button", name="Refine this (SAM2)").click()
+        card.locator("button[data-command='refine']").click()
     assert started.value.status == 202
     # It runs beside the job box's job (its own queue): search stays available, the card tells the outcome.
     assert not page.locator("#search-button").is_disabled()
@@ -209,7 +258,7 @@ def test_click_a_detection_and_refine_it_alone(page, live_server, scene, setting
     target.refresh_from_db()
     other.refresh_from_db()
     assert target.version == 2 and other.version == 1
-    page.wait_for_function("document.getElementById('detection-card').innerText.includes('version 2')")
+    page.wait_for_selector(f"#detection-card[data-detection-id='{target.pk}'][data-version='2']")
     page.screenshot(path=str(ARTIFACTS / "scene-refine-one.png"))
     page.keyboard.press("Escape")
     card.wait_for(state="hidden")

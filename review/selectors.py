@@ -2,8 +2,7 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Count, F, FloatField, Q, QuerySet, Value
-from django.db.models.functions import Abs, Coalesce
+from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
 
 from annotate import selectors as annotate_selectors
@@ -100,21 +99,45 @@ def _keyset_ids(*, scene: Scene, order: str, after: Detection | None, backwards:
         return [row[0] for row in cursor.fetchall()]
 
 
+# Uncertainty (|score - threshold|) cannot be indexed, since the threshold is the caller's. But the rows whose
+# key lies in a window [lo, hi] are two score ranges, which det_queue_score finds by index; the window widens
+# until it holds `limit` rows (or everything), and the exact (key, id) order and after-filter run on it alone.
+_UNCERTAINTY_SQL = """
+SELECT id, abs(COALESCE(score, 0.0) - %(t)s) AS key FROM annotate_detection
+WHERE scene_id = %(scene)s AND status = 'proposed'
+  AND ((COALESCE(score, 0.0) * -1) BETWEEN %(up_lo)s AND %(up_hi)s
+       OR (COALESCE(score, 0.0) * -1) BETWEEN %(down_lo)s AND %(down_hi)s) {after}
+ORDER BY key {direction}, id {direction} LIMIT %(limit)s
+"""
+_WINDOWS = (0.002, 0.02, 0.2, 2.0)  # the last holds every score in [0, 1]
+_SLACK = 1e-9  # score ranges a little wider than the window, against rounding in score - threshold
+
+
 def _uncertainty_ids(
     *, scene: Scene, after: Detection | None, backwards: bool, threshold: float, limit: int
 ) -> list[int]:
-    """Ids of the next `limit` proposed detections nearest the threshold first (key: |score - threshold|)."""
-    proposed = Detection.objects.filter(scene=scene, status=DetectionStatus.PROPOSED)
-    key = Abs(Coalesce(F("score"), Value(0.0)) - Value(threshold), output_field=FloatField())
-    proposed = proposed.annotate(queue_key=key)
+    """Ids of the next `limit` proposed detections nearest the threshold first (key: |score - threshold|, id)."""
+    t = threshold
+    k0 = abs((after.score or 0.0) - t) if after is not None else 0.0
+    params = {"scene": scene.pk, "t": t, "limit": limit}
+    after_sql = ""
     if after is not None:
-        after_key = abs((after.score or 0.0) - threshold)
-        if backwards:
-            proposed = proposed.filter(Q(queue_key__lt=after_key) | Q(queue_key=after_key, id__lt=after.pk))
-        else:
-            proposed = proposed.filter(Q(queue_key__gt=after_key) | Q(queue_key=after_key, id__gt=after.pk))
-    ordering = ["-queue_key", "-id"] if backwards else ["queue_key", "id"]
-    return list(proposed.order_by(*ordering).values_list("id", flat=True)[:limit])
+        after_sql = f"AND (abs(COALESCE(score, 0.0) - %(t)s), id) {'<' if backwards else '>'} (%(k0)s, %(i0)s)"
+        params |= {"k0": k0, "i0": after.pk}
+    sql = _UNCERTAINTY_SQL.format(after=after_sql, direction="DESC" if backwards else "ASC")
+    for width in _WINDOWS:
+        lo, hi = (max(0.0, k0 - width), k0) if backwards else (k0, k0 + width)
+        # score in [t + lo, t + hi] or [t - hi, t - lo], written on the index's key (-score).
+        params |= {"up_lo": -(t + hi + _SLACK), "up_hi": -(t + lo - _SLACK),
+                   "down_lo": -(t - lo + _SLACK), "down_hi": -(t - hi - _SLACK)}
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        # Rows outside the window have keys beyond it, so a full page whose last key is inside it is exact.
+        complete = width == _WINDOWS[-1] or (backwards and lo == 0.0)
+        if complete or (len(rows) == limit and (rows[-1][1] >= lo if backwards else rows[-1][1] <= hi)):
+            return [row[0] for row in rows]
+    raise AssertionError("unreachable: the last window holds every score")
 
 
 def review_progress(*, scene: Scene, user: AbstractBaseUser) -> dict:

@@ -142,6 +142,28 @@ def test_score_queue_keyset_matches_the_full_order(rapi, scene, classes):
                                                                          for i in expected[:3]]
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.0, 1.0])
+def test_uncertainty_queue_matches_the_exact_order(scene, classes, threshold):
+    rng = random.Random(3)
+    # Clustered, tied and missing scores, and gaps wider than the first search window.
+    scores = [round(rng.random(), 2) for _ in range(40)] + [0.5] * 5 + [None] * 3 + [0.0, 1.0, 0.95, 0.05]
+    dets = [detection_at(scene, classes[0], 10.01 + 0.001 * i, 50.02, score=s) for i, s in enumerate(scores)]
+    expected = [d.pk for d in sorted(dets, key=lambda d: (abs((d.score or 0.0) - threshold), d.pk))]
+
+    def queue(**kw):
+        return [d.pk for d in selectors.review_queue(scene=scene, order="uncertainty", threshold=threshold, **kw)]
+
+    assert queue(limit=100) == expected
+    walked = [queue()[0]]
+    while nxt := queue(after=Detection.objects.get(pk=walked[-1])):
+        walked.append(nxt[0])
+    assert walked == expected
+    for i in (1, 7, 20, len(expected) - 1):
+        after = Detection.objects.get(pk=expected[i])
+        assert queue(after=after, backwards=True, limit=100) == expected[:i][::-1]
+        assert queue(after=after, limit=5) == expected[i + 1:i + 6]
+
+
 # ---- score histogram ----
 
 

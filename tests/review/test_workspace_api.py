@@ -276,6 +276,29 @@ def test_patch_example_needs_the_annotate_role(example, classes, viewer, project
     assert example.object_class_id == classes[0].pk
 
 
+def test_an_edited_examples_old_vector_is_not_used(api, example, scene, project, classes):
+    """The object index keys vectors by owner and geometry digest: an edited outline's old vector is left out."""
+    from gpu_tasks.models import ObjectEmbedding
+    from gpu_tasks.object_index import class_prototypes, geometry_digest
+
+    other = Annotation.objects.create(scene=scene, object_class=classes[0], geometry=box(10.06, 50.06, 10.07, 50.07))
+    for i, ann in enumerate(Annotation.objects.filter(pk__in=[example.pk, other.pk]).only("id", "geometry")):
+        ObjectEmbedding.objects.create(project=project, scene=scene, annotation=ann, space_key="k", dim=4,
+                                       vector=[1.0, float(i), 0.0, 0.0], geometry_digest=geometry_digest(ann.geometry))
+
+    def positives():
+        _, counts = class_prototypes(project=project, space_key="k", dim=4, classes=classes)
+        return [counts[c.pk]["positives"] for c in classes]
+
+    assert positives() == [2, 0]
+    # A class change needs no new vector (the class is read through the example).
+    url = f"/api/annotations/{example.pk}/"
+    assert api.patch(url, {"object_class": classes[1].pk}, format="json").status_code == 200
+    assert positives() == [1, 1]
+    assert api.patch(url, {"geometry": geojson_box(10.04, 50.04, 10.05, 50.05)}, format="json").status_code == 200
+    assert positives() == [1, 0]
+
+
 # ---- the remembered class ----
 
 

@@ -1,5 +1,7 @@
 """Review endpoints: thin views that validate input once and call review's services and selectors."""
 
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -143,10 +145,12 @@ class BulkReviewApi(APIView):
             chosen = chosen.filter(pk__in=data["ids"])
         if "object_class_obj" in data:
             chosen = chosen.filter(object_class=data["object_class_obj"])
+        # No score counts as 0, as in the queue and the score histogram, so a slider's count is what is decided.
+        scored = chosen.annotate(score_or_0=Coalesce("score", Value(0.0)))
         if "score_min" in data:
-            chosen = chosen.filter(score__gte=data["score_min"])
+            chosen = scored = scored.filter(score_or_0__gte=data["score_min"])
         if "score_max" in data:
-            chosen = chosen.filter(score__lt=data["score_max"])
+            chosen = scored.filter(score_or_0__lt=data["score_max"])
         events = services.detections_bulk_review(
             scene=scene, actor=request.user, verdict=data["verdict"], detections=chosen.only("pk"),
             client_id=data["client_id"], comment=data["comment"],

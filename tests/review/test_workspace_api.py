@@ -197,6 +197,13 @@ def test_score_histogram_counts_and_matches_bulk_review(rapi, scene, classes, pr
     assert r.status_code == 200 and r.json()["count"] == shown == 4
     after = {c["object_class"]: c for c in rapi.get(f"/api/scenes/{scene.pk}/score-histogram/").json()["classes"]}
     assert sum(after[a.pk]["proposed"][edge:]) == 0 and after[a.pk]["accepted"] == 5
+    # "Reject all shown below": the bins under the edge, a missing score counted as 0 on both sides.
+    below = sum(after[a.pk]["proposed"][:2])
+    r = rapi.post(f"/api/scenes/{scene.pk}/detections/bulk-review/",
+                  {"verdict": "rejected", "client_id": "h2", "class": a.pk, "score_max": 0.1}, format="json")
+    assert r.status_code == 200 and r.json()["count"] == below == 4
+    last = {c["object_class"]: c for c in rapi.get(f"/api/scenes/{scene.pk}/score-histogram/").json()["classes"]}
+    assert last[a.pk]["proposed"] == [0, 0, 1] + [0] * 17 and last[a.pk]["rejected"] == 4
 
 
 def test_score_histogram_is_404_for_another_project(scene, outsider, other_project):

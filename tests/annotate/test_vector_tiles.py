@@ -137,6 +137,8 @@ def test_other_projects_scene_missing_scene_and_anonymous_are_404(scene, detecti
     missing = client_for(outsider).get(f"/api/scenes/{scene.pk + 1000}/detections/tiles/{HERE.z}/{HERE.x}/{HERE.y}.mvt")
     assert missing.status_code == 404 and missing.json() == r.json()  # no existence oracle
     assert APIClient().get(url(scene)).status_code == 404
+    huge = client_for(outsider).get(f"/api/scenes/{10**30}/detections/tiles/0/0/0.mvt")
+    assert huge.status_code == 404 and huge.json() == r.json()
 
 
 def test_token_auth(manager, scene, detections):

@@ -326,6 +326,8 @@ def test_me_endpoint_remembers_the_class_per_user_and_project(viewer, manager, p
     assert Membership.objects.get(user=viewer, project=project).role == Role.VIEWER
     # Not a member: 404, as the project itself is.
     assert client.get(f"/api/projects/{other_project.pk}/me/").status_code == 404
+    assert client.get(f"/api/projects/{10**30}/me/").status_code == 404
+    assert client.patch(f"/api/projects/{project.pk}/me/", {"last_class": 10**30}, format="json").status_code == 400
 
 
 def test_remembered_class_forgotten_when_the_class_goes(viewer, project):

@@ -84,11 +84,13 @@ def scene_requery(
     params: dict,
     progress: Callable[[float, str], None],
     timings: dict,
+    index_later: list[Callable[[], None]] | None = None,
 ) -> dict:
     """Replace a scene's unreviewed proposals from its cached grid and the current examples and decisions.
 
     The grid named in `params` is used when it is still complete (a re-ingest removes grids), else the same
-    choice as at submission. Reviewed detections are never touched.
+    choice as at submission. Reviewed detections are never touched. `index_later`: see
+    visual_search.proposals_score_and_replace.
     """
     request = SearchRequest.from_params(params)
     with stage("grid", timings):
@@ -96,6 +98,13 @@ def scene_requery(
     if float(grid.scale) != request.scale:
         request = replace(request, scale=float(grid.scale))
     result = proposals_score_and_replace(
-        scene=scene, grid=grid, job=job, request=request, progress=progress, timings=timings, progress_from=0.1
+        scene=scene,
+        grid=grid,
+        job=job,
+        request=request,
+        progress=progress,
+        timings=timings,
+        progress_from=0.1,
+        index_later=index_later,
     )
     return {**result, "requery": True}

@@ -623,9 +623,35 @@ def refine_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress 
 def requery_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress | None = None) -> Job:
     """Run an Update proposals job: score the cached grid again and replace the unreviewed proposals."""
     job = _scene_job(job_id)
+    later: list[Callable[[], None]] = []
 
     def work(progress, should_cancel, timings):
-        result = scene_requery(scene=job.scene, job=job, params=job.params, progress=progress, timings=timings)
+        result = scene_requery(
+            scene=job.scene, job=job, params=job.params, progress=progress, timings=timings, index_later=later
+        )
         return result, f"Proposals updated: {result['detections']} candidates ({result['replaced']} replaced)"
 
-    return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
+    job = job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
+    if job.status == JobStatus.SUCCEEDED:
+        _after_success(job=job, steps=later)
+    return job
+
+
+def _after_success(*, job: Job, steps: list[Callable[[], None]]) -> None:
+    """Run a succeeded job's follow-up steps (indexing the new proposals' vectors) after the reviewer has the result.
+
+    Their time lands in result["timings"]["after_success"]. A failure is logged, not the job's: the proposals are
+    out, and a proposal without a vector is pooled again once it is reviewed (object_vectors_sync).
+    """
+    if not steps:
+        return
+    started = time.perf_counter()
+    try:
+        for step in steps:
+            step()
+    except Exception:
+        log.exception("job %s: a follow-up step failed (the job's result stands)", job.pk)
+        return
+    timings = {**(job.result.get("timings") or {}), "after_success": round(time.perf_counter() - started, 4)}
+    job.result = {**job.result, "timings": timings}
+    Job.objects.filter(pk=job.pk).update(result=job.result)

@@ -2,6 +2,7 @@
 `gpu_interactive`, the rest to `default`)."""
 
 from celery import shared_task
+from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
@@ -65,3 +66,12 @@ def interactive_refine_task(job_id: int) -> None:
 def requery_proposals_task(job_id: int) -> None:
     """Update proposals from a scene's cached grid (default queue: no backbone, never behind an embedding)."""
     services.requery_job_run(job_id=job_id)
+
+
+@worker_process_init.connect
+def _warm_scoring(**_kwargs) -> None:
+    """Import the scoring code (torch's CPU kernels, no model) when a prefork process starts, not in the first
+    Update proposals a reviewer waits for (about 2 s on the 2-core machine). Solo-pool GPU workers load it anyway."""
+    import torch  # noqa: F401
+
+    from .inference import search  # noqa: F401

@@ -1,10 +1,11 @@
 """Visual search of a scene: patch grid x class prototypes -> ranked candidate detections in PostGIS."""
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from django.contrib.gis.geos import Polygon
+from django.contrib.gis.geos import GEOSGeometry, Polygon
 from django.db import connection, transaction
 
 from annotate import geo
@@ -124,20 +125,29 @@ def _object_sizes_cells(
     return typical, largest
 
 
-def _box_polygon_lonlat(scene: Scene, box_px) -> Polygon:
-    """An XYXY pixel box as an EPSG:4326 polygon."""
-    return Polygon(geo.SceneFrame.of(scene).box_lonlat_ring(box_px), srid=4326)
+# One polygon of one 5-point ring as little-endian WKB: byte order, type 3 (polygon), 1 ring, 5 points, x y doubles.
+_BOX_WKB = np.dtype([("order", "u1"), ("type", "<u4"), ("rings", "<u4"), ("points", "<u4"), ("xy", "<f8", (5, 2))])
 
 
-def _boxes_polygons_lonlat(scene: Scene, boxes_px: np.ndarray) -> list[Polygon]:
-    """(n, 4) XYXY pixel boxes as EPSG:4326 polygons, all corners converted in one call (one PROJ set-up)."""
+def _polygons_from_rings(rings: np.ndarray) -> list[Polygon]:
+    """(n, 5, 2) closed rings as EPSG:4326 GEOS polygons, each parsed from WKB (one call, not one per coordinate)."""
+    wkb = np.zeros(len(rings), dtype=_BOX_WKB)
+    wkb["order"], wkb["type"], wkb["rings"], wkb["points"], wkb["xy"] = 1, 3, 1, 5, rings
+    return [GEOSGeometry(memoryview(row.tobytes()), srid=4326) for row in wkb]
+
+
+def _boxes_polygons_lonlat(scene: Scene, boxes_px: np.ndarray) -> tuple[list[Polygon], list[Polygon]]:
+    """(n, 4) XYXY pixel boxes as EPSG:4326 polygons and their lon/lat envelopes, all corners converted in one
+    call (one PROJ set-up, not one per box)."""
     if not len(boxes_px):
-        return []
+        return [], []
     rings_px = np.asarray([geo.box_px_to_ring(b) for b in boxes_px], dtype=np.float64)  # (n, 5, 2)
-    crs, transform = geo.crs_from_text(scene.crs), geo.transform_from_gdal(scene.geotransform)
-    lons, lats = geo.px_to_lonlat(crs, transform, rings_px[..., 0].ravel(), rings_px[..., 1].ravel())
+    lons, lats = geo.SceneFrame.of(scene).to_lonlat(rings_px[..., 0].ravel(), rings_px[..., 1].ravel())
     rings = np.stack([np.asarray(lons), np.asarray(lats)], axis=-1).reshape(rings_px.shape)
-    return [Polygon(ring.tolist(), srid=4326) for ring in rings]
+    (x0, y0), (x1, y1) = rings.min(axis=1).T, rings.max(axis=1).T
+    # As GEOS writes an envelope: (x0 y0, x1 y0, x1 y1, x0 y1, x0 y0).
+    envelopes = np.stack([np.stack(c, axis=-1) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))], axis=1)
+    return _polygons_from_rings(rings), _polygons_from_rings(envelopes)
 
 
 def _box_vectors(tokens: np.ndarray, meta: GridMeta, boxes_px: np.ndarray) -> np.ndarray:
@@ -162,26 +172,70 @@ def _box_vectors(tokens: np.ndarray, meta: GridMeta, boxes_px: np.ndarray) -> np
     return out
 
 
-def _proposals_index(*, scene: Scene, grid: PatchGrid, rows: list[Detection], vectors: np.ndarray) -> None:
-    """Object-index rows for new proposals (created in this transaction, so nobody else can have indexed them).
+def _proposals_index(
+    *, scene: Scene, grid: PatchGrid, rows: list[Detection], vectors: np.ndarray, lock: bool = False
+) -> None:
+    """Object-index rows for new proposals; the geometry digest is the stored polygon's, so object_vectors_sync
+    sees them as indexed and never pools them again.
 
-    The geometry digest is the stored polygon's, so object_vectors_sync sees them as indexed and never pools
-    them again.
+    lock=False: inside the transaction that created them (nobody else sees them yet). lock=True: later, in a
+    transaction of its own: rows deleted meanwhile (the next update replaced them) are skipped, the others are
+    kept from deletion until the vectors are in, and a vector someone wrote meanwhile is kept.
     """
-    ObjectEmbedding.objects.bulk_create(
-        [
-            ObjectEmbedding(
-                project_id=scene.project_id,
-                scene=scene,
-                detection=det,
-                space_key=grid.space_key,
-                dim=grid.dim,
-                vector=vector.tolist(),  # a list: pgvector's fast path to text
-                geometry_digest=geometry_digest(det.geometry),
-            )
-            for det, vector in zip(rows, vectors, strict=True)
-        ]
+    with transaction.atomic() if lock else nullcontext():
+        if lock:
+            alive = _detections_key_share([d.pk for d in rows])
+            pairs = [(d, v) for d, v in zip(rows, vectors, strict=True) if d.pk in alive]
+        else:
+            pairs = list(zip(rows, vectors, strict=True))
+        ObjectEmbedding.objects.bulk_create(
+            [
+                ObjectEmbedding(
+                    project_id=scene.project_id,
+                    scene=scene,
+                    detection=det,
+                    space_key=grid.space_key,
+                    dim=grid.dim,
+                    vector=vector.tolist(),  # a list: pgvector's fast path to text
+                    geometry_digest=geometry_digest(det.geometry),
+                )
+                for det, vector in pairs
+            ],
+            ignore_conflicts=lock,
+        )
+
+
+def _detections_key_share(ids: list[int]) -> set[int]:
+    """The ids of these detections that still exist, kept from deletion (not from edits) until the transaction ends.
+
+    FOR KEY SHARE is what a foreign-key check takes: a reviewer's decision on one of them never waits on it.
+    """
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {Detection._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",  # noqa: S608
+            [sorted(ids)],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _proposals_delete(*, scene: Scene, class_ids: list[int]) -> int:
+    """Delete the scene's unreviewed search proposals of these classes, and their vectors; how many went.
+
+    The rows are locked first (FOR UPDATE, the status re-checked on the locked version): one a reviewer decided
+    a moment ago is no longer proposed and stays, and no vector can be added to one (an update's late indexing
+    takes FOR KEY SHARE) between deleting the vectors and deleting the rows.
+    """
+    proposals = Detection.objects.filter(
+        scene=scene, source__in=REPLACED_SOURCES, status=DetectionStatus.PROPOSED, object_class_id__in=class_ids
     )
+    doomed = list(proposals.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True))
+    if not doomed:
+        return 0
+    ObjectEmbedding.objects.filter(detection_id__in=doomed).delete()
+    _, deleted = Detection.objects.filter(pk__in=doomed).delete()
+    return deleted.get("annotate.Detection", 0)
 
 
 def scene_search(
@@ -221,11 +275,14 @@ def proposals_score_and_replace(
     progress: Callable[[float, str], None],
     timings: dict,
     progress_from: float = 0.0,
+    index_later: list[Callable[[], None]] | None = None,
 ) -> dict:
     """Score a scene's existing grid against the current examples and decisions; replace its unreviewed proposals.
 
     The part of a search after the grid exists, shared by search and "Update proposals" (gpu_tasks.requery):
-    no backbone here, only the grid on disk, the object index and one matmul per row chunk.
+    no backbone here, only the grid on disk, the object index and one matmul per row chunk. The new proposals'
+    vectors are written under the proposals lock, or, given `index_later`, appended to it as a callable for the
+    caller to run once the proposals are out (a reviewer waiting for them needs no vectors of unreviewed ones).
     """
     classes = _classes_to_search(scene, request)
     meta, tokens = grid_open(grid)
@@ -272,23 +329,18 @@ def proposals_score_and_replace(
         # Refinement changes a proposal's source but not its review state: a refined, unreviewed proposal is
         # still this pipeline's output and goes too, or the new boxes would land beside the old outlines.
         with stage("replace_delete", timings):
-            _, deleted = Detection.objects.filter(
-                scene=scene,
-                source__in=REPLACED_SOURCES,
-                status=DetectionStatus.PROPOSED,
-                object_class_id__in=searched_ids,
-            ).delete()
-        replaced = deleted.get("annotate.Detection", 0)
+            replaced = _proposals_delete(scene=scene, class_ids=searched_ids)
         with stage("replace_insert", timings):
             boxes_px = np.asarray([c.box_px for c in fresh], dtype=np.float64).reshape(-1, 4)
             rows = []
-            for c, polygon in zip(fresh, _boxes_polygons_lonlat(scene, boxes_px), strict=True):
+            polygons, envelopes = _boxes_polygons_lonlat(scene, boxes_px)
+            for c, polygon, envelope in zip(fresh, polygons, envelopes, strict=True):
                 rows.append(
                     Detection(
                         scene=scene,
                         object_class=by_id[c.class_id],
                         geometry=polygon,
-                        bbox=polygon.envelope,
+                        bbox=envelope,
                         prompt_box=polygon,  # what refinement prompts SAM2 with, however often it runs
                         score=float(np.clip(c.score, 0.0, 1.0)),
                         source=DetectionSource.SEARCH,
@@ -297,9 +349,16 @@ def proposals_score_and_replace(
                     )
                 )
             Detection.objects.bulk_create(rows)
-        # Indexed under the same lock: the next search cannot delete these rows before their vectors are in.
-        with stage("replace_index", timings):
-            _proposals_index(scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px))
+        if index_later is None:
+            # Indexed under the same lock: the next search cannot delete these rows before their vectors are in.
+            with stage("replace_index", timings):
+                _proposals_index(scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px))
+    if index_later is not None:
+        index_later.append(
+            lambda: _proposals_index(
+                scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px), lock=True
+            )
+        )
     per_class = {by_id[i].name: sum(1 for c in fresh if c.class_id == i) for i in searched_ids}
     return {
         "detections": len(rows),

@@ -11,7 +11,10 @@ import pytest
 from annotate.models import Annotation, DetectionStatus, Role
 from annotate.services import membership_set
 from gpu_tasks import runtime
-from gpu_tasks.models import Job, JobKind, JobStatus, PatchGrid
+from gpu_tasks.embedding import grid_open
+from gpu_tasks.inference.prototypes import prototype_from_polygon
+from gpu_tasks.models import Job, JobKind, JobStatus, ObjectEmbedding, PatchGrid
+from gpu_tasks.object_index import geometry_digest, object_vectors_sync, polygon_px
 from gpu_tasks.services import embed_job_submit, requery_job_run, requery_job_submit, search_job_run, search_job_submit
 from review.services import detection_review
 from tests.conftest import client_for, make_user
@@ -215,3 +218,26 @@ def test_a_grid_removed_after_submission_fails_the_job_with_the_same_advice(scen
     job = requery_job_run(job_id=job.pk)
     assert job.status == JobStatus.FAILED
     assert job.error.startswith("Run a search on this scene first")
+
+
+@pytest.mark.parametrize("writer", ["search", "update"])
+def test_new_proposals_are_indexed_as_the_object_index_would_pool_them(scene, manager, writer):
+    searched(scene, manager)
+    if writer == "update":  # indexed after the job succeeded, outside the proposals lock
+        job = requery_job_submit(scene=scene, user=manager, role="manager", enqueue=False).job
+        job = requery_job_run(job_id=job.pk)
+        assert job.status == JobStatus.SUCCEEDED and "after_success" in job.result["timings"], job.error
+    grid = PatchGrid.objects.get(scene=scene)
+    meta, tokens = grid_open(grid)
+    proposals = list(scene.detections.filter(status=DetectionStatus.PROPOSED))
+    assert proposals
+    stored = {
+        e.detection_id: e for e in ObjectEmbedding.objects.filter(detection__in=proposals, space_key=grid.space_key)
+    }
+    assert set(stored) == {d.pk for d in proposals}
+    for det in proposals:  # the same vector the polygon read back from PostGIS gives, and the same digest
+        expected = prototype_from_polygon(tokens, meta, polygon_px(scene, det.geometry))
+        np.testing.assert_allclose(np.asarray(stored[det.pk].vector), expected, atol=1e-6)
+        assert stored[det.pk].geometry_digest == geometry_digest(det.geometry)
+        assert det.bbox.equals_exact(det.geometry.envelope, 0) and det.prompt_box.equals_exact(det.geometry, 0)
+    assert object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens) == 0  # nothing left to pool

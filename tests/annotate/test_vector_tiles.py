@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotate import tile_views, vector_tiles
-from annotate.models import Detection, DetectionSource, DetectionStatus, Scene, SceneStatus
+from annotate.models import Detection, DetectionSource, DetectionStatus, Membership, Scene, SceneStatus
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -139,6 +139,19 @@ def test_other_projects_scene_missing_scene_and_anonymous_are_404(scene, detecti
     assert APIClient().get(url(scene)).status_code == 404
     huge = client_for(outsider).get(f"/api/scenes/{10**30}/detections/tiles/0/0/0.mvt")
     assert huge.status_code == 404 and huge.json() == r.json()
+
+
+def test_a_removed_member_loses_the_tiles_within_the_grant_bound(monkeypatch, project, scene, detections, viewer):
+    now = [1000.0]
+    monkeypatch.setattr(tile_views, "_clock", lambda: now[0])
+    client = client_for(viewer)
+    assert client.get(url(scene)).status_code == 200
+    Membership.objects.filter(user=viewer, project=project).delete()
+    assert client.get(url(scene)).status_code == 200  # the cached grant, at most VISIBLE_CACHE_SECONDS old
+    now[0] += tile_views.VISIBLE_CACHE_SECONDS + 0.01
+    assert client.get(url(scene)).status_code == 404
+    now[0] += 1  # a refusal is never cached: the grant is not back
+    assert client.get(url(scene)).status_code == 404
 
 
 def test_token_auth(manager, scene, detections):

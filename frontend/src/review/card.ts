@@ -38,6 +38,7 @@ export class DetectionCard {
   /** Show one detection (null hides the card). */
   render(state: ReviewState | null): void {
     this.box.hidden = !state;
+    delete this.box.dataset.exampleId; // an example's card sets it again after this
     if (!state) {
       this.box.replaceChildren();
       delete this.box.dataset.detectionId;

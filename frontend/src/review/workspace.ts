@@ -14,7 +14,7 @@ import { Sketch } from "../workspace/sketch";
 import { geometryToLonLat } from "../scene-layers";
 import { DetectionFeature, getDetection, QueueOrder } from "./api";
 import { DetectionCard } from "./card";
-import { ReviewCommands } from "./commands";
+import { ReviewCommands, ReviewFix } from "./commands";
 import { bindingFor, KEYMAP, keyLabel, ReviewCommand } from "./keymap";
 import { ReviewQueue } from "./queue";
 import { SelectionLayer } from "./selection";
@@ -68,7 +68,12 @@ export class ReviewWorkspace {
     this.queue = new ReviewQueue(sceneId, (f) => this.queueable(f));
     this.commands = new ReviewCommands(sceneId, this.store, {
       saved: (t) => this.say.notice(t),
-      failed: (t) => this.say.error(t),
+      failed: (t) => {
+        this.say.error(t);
+        // A refused change (409) may mean someone else decided: the card's history must show who.
+        const id = this.selectedId;
+        if (id !== null) void this.card.loadHistory(id, () => this.renderCard());
+      },
       recorded: (events) => {
         this.card.recorded(events);
         const id = this.selectedId;
@@ -339,8 +344,8 @@ export class ReviewWorkspace {
   }
 
   /** Decide and show the next proposal at once; the decision saves behind it. */
-  private async decideAndMove(id: number, verdict: "accept" | "reject", comment = ""): Promise<void> {
-    const saving = this.commands.review(id, verdict, comment ? { comment } : {});
+  private async decideAndMove(id: number, verdict: "accept" | "reject", comment = "", fix: ReviewFix = {}): Promise<void> {
+    const saving = this.commands.review(id, verdict, comment ? { ...fix, comment } : fix);
     await this.step(1, id);
     await saving;
   }
@@ -360,7 +365,11 @@ export class ReviewWorkspace {
     this.pendingClass = null;
     this.renderCard();
     if (state.status === "proposed" || accept) {
-      await this.decideAndMove(id, "accept");
+      // "Fix and accept": the new shape and class go with the acceptance (one decision, one event).
+      const fix: ReviewFix = {};
+      if (geometry) fix.geometry = geometry;
+      if (objectClass) fix.object_class = objectClass;
+      await this.decideAndMove(id, "accept", "", fix);
       return;
     }
     if (geometry) await this.commands.reshape(id, geometry);
@@ -442,10 +451,8 @@ export class ReviewWorkspace {
   private async sketchFinished(f: Feature): Promise<boolean> {
     const cls = this.host.activeClass();
     if (!cls) return false;
-    if (this.sketchMode === "example") {
-      this.say.clearError();
-      return this.examples.create(f, cls);
-    }
+    this.say.clearError(); // a complaint about an earlier try of this sketch no longer holds
+    if (this.sketchMode === "example") return this.examples.create(f, cls);
     const id = await this.commands.createManual(cls.id, geometryToLonLat(f));
     if (id === null) return false; // keep the sketch: the error says what to fix
     this.stopSketch();

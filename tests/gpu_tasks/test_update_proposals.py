@@ -7,6 +7,7 @@ in a real Celery worker on the `default` queue that has no model at all.
 
 import numpy as np
 import pytest
+from django.contrib.gis.geos import Polygon
 
 from annotate.models import Annotation, DetectionStatus, Role
 from annotate.services import membership_set
@@ -16,6 +17,7 @@ from gpu_tasks.inference.prototypes import prototype_from_polygon
 from gpu_tasks.models import Job, JobKind, JobStatus, ObjectEmbedding, PatchGrid
 from gpu_tasks.object_index import geometry_digest, object_vectors_sync, polygon_px
 from gpu_tasks.services import embed_job_submit, requery_job_run, requery_job_submit, search_job_run, search_job_submit
+from gpu_tasks.visual_search import _polygons_px
 from review.services import detection_review
 from tests.conftest import client_for, make_user
 from tests.gpu_tasks.conftest import wait_for_job
@@ -241,3 +243,14 @@ def test_new_proposals_are_indexed_as_the_object_index_would_pool_them(scene, ma
         assert stored[det.pk].geometry_digest == geometry_digest(det.geometry)
         assert det.bbox.equals_exact(det.geometry.envelope, 0) and det.prompt_box.equals_exact(det.geometry, 0)
     assert object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens) == 0  # nothing left to pool
+
+
+def test_rings_in_one_projection_call_match_one_polygon_at_a_time(scene, manager):
+    outer = px_box_to_polygon(scene, (100, 100, 300, 260))
+    hole = px_box_to_polygon(scene, (150, 150, 200, 200))
+    polygons = [Polygon(outer[0], hole[0], srid=4326), px_box_to_polygon(scene, OBJECTS["red_b"][1])]
+    for got, polygon in zip(_polygons_px(scene, polygons), polygons, strict=True):
+        want = polygon_px(scene, polygon)
+        assert len(got) == len(want)
+        for ring_got, ring_want in zip(got, want, strict=True):
+            np.testing.assert_array_equal(ring_got, np.asarray(ring_want))

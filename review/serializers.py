@@ -257,11 +257,18 @@ class BulkOutputSerializer(serializers.Serializer):
     detections = serializers.ListField(child=serializers.IntegerField())
 
 
+class DetectionCollectionSerializer(serializers.Serializer):
+    """Detections as a GeoJSON FeatureCollection: what `DetectionSerializer(many=True)` writes."""
+
+    type = serializers.ChoiceField(choices=["FeatureCollection"])
+    features = DetectionSerializer(many=True)
+
+
 class QueueOutputSerializer(serializers.Serializer):
     """The next (or previous) proposed detections, a GeoJSON FeatureCollection."""
 
     order = serializers.CharField()
-    detections = DetectionSerializer(many=True)
+    detections = DetectionCollectionSerializer()
 
 
 class EventsPageSerializer(serializers.Serializer):

@@ -858,6 +858,11 @@ export interface components {
                 readonly created_at: string;
             };
         };
+        /** @description Detections as a GeoJSON FeatureCollection: what `DetectionSerializer(many=True)` writes. */
+        DetectionCollection: {
+            type: components["schemas"]["GisFeatureCollectionEnum"];
+            features: components["schemas"]["Detection"][];
+        };
         DetectionList: {
             type?: components["schemas"]["GisFeatureCollectionEnum"];
             features?: components["schemas"]["Detection"][];
@@ -1162,7 +1167,7 @@ export interface components {
         /** @description The next (or previous) proposed detections, a GeoJSON FeatureCollection. */
         QueueOutput: {
             order: string;
-            detections: components["schemas"]["Detection"][];
+            detections: components["schemas"]["DetectionCollection"];
         };
         /** @description POST /api/scenes/{id}/refine/. */
         RefineInput: {

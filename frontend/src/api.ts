@@ -55,6 +55,13 @@ export type Scene = Schemas["Scene"];
 export type ReviewEvent = Schemas["ReviewEvent"];
 /** What a decision answers: its events and the detection now (null once deleted). */
 export type DecisionOutput = Schemas["DecisionOutput"];
+export type UndoOutput = Schemas["UndoOutput"];
+export type BulkOutput = Schemas["BulkOutput"];
+/** The review queue's answer: `detections` is a FeatureCollection. */
+export type QueueOutput = Schemas["QueueOutput"];
+export type EventsPage = Schemas["EventsPage"];
+export type ProgressOutput = Schemas["ProgressOutput"];
+export type ScoreHistogram = Schemas["ScoreHistogram"];
 
 export interface Page<T> {
   count: number;

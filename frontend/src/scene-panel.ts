@@ -50,7 +50,10 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
   const filters = new ScoreFilters(scene.id, byId("score-filters")!, byId<HTMLDialogElement>("confirm-dialog"), {
     classes: () => classes.classes,
     floorOf: (id) => tiles.floorOf(id),
-    setFloor: (id, v) => tiles.setFloor(id, v),
+    setFloor: (id, v) => {
+      tiles.setFloor(id, v);
+      review?.queue.reset(); // what the queue may show changed: its look-ahead is read again
+    },
     canReview,
     done: (t) => {
       say.notice(t);
@@ -143,7 +146,10 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
     box.addEventListener("change", () => {
       const layer = box.dataset.layer!;
       if (layer === "examples") examples.setShown(box.checked);
-      else tiles.setStatusShown(layer as DetectionStatus, box.checked);
+      else {
+        tiles.setStatusShown(layer as DetectionStatus, box.checked);
+        ws.queue.reset();
+      }
     });
   }
   const order = byId<HTMLSelectElement>("queue-order");

@@ -403,6 +403,8 @@ def test_update_proposals_after_two_rejections_removes_the_lookalikes(
     # A CPU worker on the default queue with no model on disk: Update proposals must not need the backbone.
     worker = start_worker("default", DINO_MODEL="missing/no-such-model", MODEL_DIR=str(tmp_path / "no-models"))
     open_scene(page, live_server.url, scene)
+    refused = []
+    page.on("response", lambda r: r.status >= 400 and refused.append((r.status, r.request.method, r.url)))
     page.wait_for_selector("#review-progress .count-proposed[data-count='7']", state="attached")
 
     # Two look-alikes rejected and one kiln accepted, each picked on the map and decided with a key.
@@ -410,6 +412,8 @@ def test_update_proposals_after_two_rejections_removes_the_lookalikes(
         det = proposal_at(scene, name)
         click_detection(page, det)
         assert press_and_wait(page, key, f"/api/detections/{det.pk}/review/") == 200
+        # The page has moved on to the next proposal (so Esc below closes that one, not this one).
+        page.wait_for_function("id => document.getElementById('search-panel').dataset.selected !== id", arg=str(det.pk))
     page.keyboard.press("Escape")
     page.keyboard.press("z")
     map_idle(page)
@@ -445,4 +449,113 @@ def test_update_proposals_after_two_rejections_removes_the_lookalikes(
     map_idle(page)
     page.wait_for_timeout(500)  # the reloaded tiles drawn
     shot(page, "workspace-update-after.png")
+    assert refused == []
+    assert page.console_errors == []
+
+
+def test_reject_with_a_comment_layer_toggles_and_esc_cancelling_an_edit(page, live_server, scene):
+    first = add_detection(scene, "red_b", PROPOSED, 0.9)
+    second = add_detection(scene, "red_seam", PROPOSED, 0.8)
+    open_scene(page, live_server.url, scene)
+    page.on("dialog", lambda dialog: dialog.accept("a red roof, not a kiln"))
+    page.keyboard.press("n")
+    wait_selected(page, first.pk)
+    assert press_and_wait(page, "Shift+R", f"/api/detections/{first.pk}/review/") == 200
+    wait_selected(page, second.pk)
+    event = ReviewEvent.objects.get(detection=first)
+    assert (event.verb, event.comment) == ("reject", "a red roof, not a kiln")
+
+    # E, a corner dragged, Esc: nothing is sent and the shape is as it was.
+    map_idle(page)
+    card = page.locator("#detection-card")
+    page.keyboard.press("e")
+    card.locator(".edit-hint").wait_for()
+    corner = min(page_points(page, ring_3857(second.geometry)), key=lambda p: p[0] + p[1])
+    calls = []
+    page.on("request", lambda r: r.method != "GET" and calls.append(r.url))
+    drag(page, corner, (25, 25))
+    page.keyboard.press("Escape")
+    card.locator(".edit-hint").wait_for(state="detached")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(500)
+    assert calls == []
+    before = second.geometry.wkt
+    second.refresh_from_db()
+    assert (second.version, second.geometry.wkt) == (1, before)
+    wait_selected(page, second.pk)  # Esc cancelled the edit, not the selection
+
+    # The rejected one, clicked on the map, shows the comment in its history.
+    page.keyboard.press("Escape")
+    wait_selected(page, None)
+    page.keyboard.press("z")
+    map_idle(page)
+    middle = centre_3857(first.geometry)
+    wait_for_features_at(page, middle, 1)
+    ((x, y),) = page_points(page, [middle])
+    click(page, (x, y))
+    wait_selected(page, first.pk)
+    card.locator(".card-history .history-comment", has_text="a red roof, not a kiln").wait_for()
+    shot(page, "workspace-reject-comment.png")
+
+    # Rejected hidden: it can no longer be picked. Proposed hidden: the queue has nothing to show.
+    page.keyboard.press("Escape")
+    wait_selected(page, None)
+    page.locator("input[data-layer=rejected]").uncheck()
+    page.locator(".scene-title").click()
+    click(page, (x, y))
+    page.wait_for_timeout(300)
+    assert page.locator("#search-panel").get_attribute("data-selected") is None
+    page.locator("input[data-layer=proposed]").uncheck()
+    page.locator(".scene-title").click()
+    page.keyboard.press("n")
+    page.locator("#panel-notice", has_text="No more proposals").wait_for()
+    page.wait_for_timeout(300)
+    assert page.locator("#search-panel").get_attribute("data-selected") is None
+    page.locator("input[data-layer=proposed]").check()
+    page.locator(".scene-title").click()
+    page.keyboard.press("n")
+    wait_selected(page, second.pk)
+
+    # The same with the class's score slider: above its score the queue is empty, back down it is there again.
+    page.keyboard.press("Escape")
+    wait_selected(page, None)
+    slider = page.locator(f".score-row[data-class-id='{second.object_class_id}'] input[type=range]")
+    slider.fill("0.9")
+    page.locator(".scene-title").click()
+    page.keyboard.press("n")
+    page.locator("#panel-notice", has_text="No more proposals").wait_for()
+    page.wait_for_timeout(300)
+    assert page.locator("#search-panel").get_attribute("data-selected") is None
+    slider.fill("0")
+    page.locator(".scene-title").click()
+    page.keyboard.press("n")
+    wait_selected(page, second.pk)
+    assert page.console_errors == []
+
+
+def test_an_annotator_draws_examples_but_reviews_nothing(page, live_server, scene, project):
+    annotator = make_user("annotator")
+    membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    proposal = add_detection(scene, "red_b", PROPOSED, 0.9)
+    open_scene(page, live_server.url, scene, username="annotator")
+    assert page.locator("#draw-toggle").count() == 1  # examples are an annotator's work
+    for selector in ("#draw-missed", "#update-proposals", ".bulk-accept", ".bulk-reject"):
+        assert page.locator(selector).count() == 0, selector
+
+    # The queue and the card are there to look at; of the card's commands only SAM2 refine (a job) is offered.
+    page.keyboard.press("n")
+    wait_selected(page, proposal.pk)
+    card = page.locator("#detection-card")
+    page.wait_for_selector(f"#detection-card[data-detection-id='{proposal.pk}']")
+    assert card.locator("button[data-command]").evaluate_all("bs => bs.map(b => b.dataset.command)") == ["refine"]
+    calls = []
+    page.on("request", lambda r: r.method != "GET" and calls.append(r.url))
+    for key in ("a", "r", "2", "d", "u", "x", "g"):
+        page.keyboard.press(key)
+    page.wait_for_timeout(500)
+    assert calls == []
+    assert page.locator("#map").get_attribute("data-sketch") is None
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.version) == (PROPOSED, 1)
+    shot(page, "workspace-annotator.png")
     assert page.console_errors == []

@@ -155,9 +155,13 @@ def test_a_viewer_sees_detections_but_no_write_controls(page, live_server, scene
     # A viewer can walk the queue and read a card, but review keys change nothing.
     page.keyboard.press("n")
     page.wait_for_selector(f"#search-panel[data-selected='{proposal.pk}']", state="attached")
-    page.keyboard.press("a")
-    page.keyboard.press("d")
+    assert page.locator("#detection-card button[data-command]").count() == 0
+    writes = []
+    page.on("request", lambda r: r.method != "GET" and writes.append(r.url))
+    for key in ("a", "r", "2", "e", "s", "d", "x", "u", "g"):
+        page.keyboard.press(key)
     page.wait_for_timeout(500)
+    assert writes == []
     assert page.locator("#map").get_attribute("data-sketch") is None
     proposal.refresh_from_db()
     assert proposal.status == DetectionStatus.PROPOSED and proposal.version == 1

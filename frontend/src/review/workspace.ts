@@ -260,13 +260,13 @@ export class ReviewWorkspace {
         void this.step(command.kind === "next" ? 1 : -1);
         return;
       case "undo":
-        void this.commands.undo();
+        if (this.host.canReview) void this.commands.undo(); // only reviewers have decisions to undo
         return;
       case "zoomScene":
         this.host.zoomScene();
         return;
       case "updateProposals":
-        this.host.updateProposals();
+        if (this.host.canReview) this.host.updateProposals(); // as its button, only for reviewers
         return;
       case "drawMissed":
         this.startSketch("missed");

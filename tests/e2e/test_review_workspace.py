@@ -559,3 +559,58 @@ def test_an_annotator_draws_examples_but_reviews_nothing(page, live_server, scen
     assert (proposal.status, proposal.version) == (PROPOSED, 1)
     shot(page, "workspace-annotator.png")
     assert page.console_errors == []
+
+
+def test_queue_orders_optimistic_moves_and_a_lost_answer_retried_without_a_duplicate(page, live_server, scene):
+    best = add_detection(scene, "red_b", PROPOSED, 0.95)
+    unsure = add_detection(scene, "red_seam", PROPOSED, 0.52)
+    middle = add_detection(scene, "lookalike", PROPOSED, 0.7)
+    open_scene(page, live_server.url, scene)
+
+    # Most uncertain first: nearest the threshold (0.5), then further away.
+    page.select_option("#queue-order", "uncertainty")
+    page.locator(".scene-title").click()  # keys typed into the select are not review keys
+    for expected in (unsure, middle, best):
+        page.keyboard.press("n")
+        wait_selected(page, expected.pk)
+    page.select_option("#queue-order", "score")
+    page.locator(".scene-title").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("n")
+    wait_selected(page, best.pk)
+
+    # The next proposal is shown while the decision is still on its way.
+    held = []
+    page.route(f"**/api/detections/{best.pk}/review/", lambda route: held.append(route))
+    page.keyboard.press("a")
+    wait_selected(page, middle.pk)
+    assert len(held) == 1 and not ReviewEvent.objects.exists()
+    with page.expect_response(f"**/api/detections/{best.pk}/review/") as answer:
+        held[0].continue_()
+    assert answer.value.status == 200
+    page.unroute(f"**/api/detections/{best.pk}/review/")
+    assert ReviewEvent.objects.get(detection=best).verb == "accept"
+
+    # The server saves a decision but its answer is lost (a 502 on the way back): the page says so, sends the
+    # same request again (same client id), and the server records it once.
+    bodies = []
+
+    def lose_first_answer(route):
+        bodies.append(route.request.post_data_json)
+        if len(bodies) == 1:
+            route.fetch()  # it reaches the server...
+            route.fulfill(status=502, body="Bad gateway")  # ...and the answer does not come back
+        else:
+            route.continue_()
+
+    page.route(f"**/api/detections/{middle.pk}/review/", lose_first_answer)
+    with page.expect_response(lambda r: f"/api/detections/{middle.pk}/review/" in r.url and r.status == 200) as ok:
+        page.keyboard.press("r")
+        page.locator("#panel-error", has_text="retrying").wait_for()
+    assert len(bodies) == 2 and bodies[0]["client_id"] == bodies[1]["client_id"]
+    assert ReviewEvent.objects.filter(detection=middle).count() == 1
+    middle.refresh_from_db()
+    assert (middle.status, middle.version) == (REJECTED, 2)
+    page.locator("#panel-error").wait_for(state="hidden")  # saved after all: no standing "not saved"
+    assert ok.value.ok
+    assert all("502" in e for e in page.console_errors)

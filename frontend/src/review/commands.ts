@@ -13,6 +13,8 @@ export interface ReviewFeedback {
   recorded(events: ReviewEventOut[]): void;
   /** Shapes or the set of detections changed: the map's tiles should reload. */
   shapesChanged(): void;
+  /** A save that had no answer went through on a retry: its "not saved yet" no longer holds. */
+  recovered(): void;
 }
 
 export interface ReviewFix {
@@ -114,9 +116,11 @@ export class ReviewCommands {
       const before = this.store.set(id, optimistic)!;
       const payload = { ...body, expected_version: current.version };
       const requestId = clientId();
+      let retried = false;
       const attempt = async (): Promise<boolean> => {
         try {
           const out = await postJson<DecisionOut>(url, { ...payload, client_id: requestId });
+          if (retried) this.say.recovered();
           if (out.detection) this.store.put(stateOf(out.detection));
           this.say.recorded(out.events);
           this.say.saved(`${done}.`);
@@ -126,6 +130,7 @@ export class ReviewCommands {
           if (err instanceof ApiError && (err.status === 0 || err.status >= 502)) {
             // No answer: keep the change on screen and send the same request again (same client id: no duplicate).
             this.say.failed(`Not saved yet (${err.message}); retrying…`);
+            retried = true;
             this.retryLater(attempt);
             return false;
           }

@@ -82,6 +82,7 @@ export class ReviewWorkspace {
         this.host.countsStale();
       },
       shapesChanged: () => this.tiles.reload(),
+      recovered: () => this.say.clearError(),
     });
     this.selection = new SelectionLayer(map, (c) => host.colourOf(c), (id) => this.store.get(id)?.status);
     this.card = new DetectionCard(cardBox, {

@@ -101,7 +101,7 @@ def test_draw_an_example_search_and_see_detections(page, live_server, scene, emb
     kilns = scene.detections.filter(object_class__name="Brick Kiln").count()
     assert kilns >= 2
     assert page.locator(".class-row[data-class-name='Brick Kiln'] .class-count.det").inner_text() == str(kilns)
-    assert page.locator("#review-progress .count-proposed").get_attribute("data-count") == str(total)
+    page.wait_for_selector(f"#review-progress .count-proposed[data-count='{total}']", state="attached")
 
     # A class's score slider hides its weaker proposals on the client, with counts.
     kiln_id = scene.project.classes.get(name="Brick Kiln").pk

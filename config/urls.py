@@ -59,6 +59,7 @@ api = [
     path("scenes/<int:scene_id>/detections/bulk-review/", review_apis.BulkReviewApi.as_view(), name="api-bulk-review"),
     path("scenes/<int:scene_id>/review-queue/", review_apis.ReviewQueueApi.as_view(), name="api-review-queue"),
     path("scenes/<int:scene_id>/events/", review_apis.SceneEventsApi.as_view(), name="api-scene-events"),
+    path("review/events/", review_apis.EventsApi.as_view(), name="api-review-events"),
     path("scenes/<int:scene_id>/review-progress/", review_apis.ReviewProgressApi.as_view(), name="api-review-progress"),
     path("review/undo/", review_apis.UndoApi.as_view(), name="api-review-undo"),
     path(

@@ -205,6 +205,18 @@ class SceneEventsApi(APIView):
         return _events_response(events, query["limit"])
 
 
+class EventsApi(APIView):
+    """Review events of every project the caller belongs to, after a cursor (?since=&user=): one user's work."""
+
+    @extend_schema(parameters=[EventsQuerySerializer], responses=EventsPageSerializer)
+    def get(self, request):
+        query = _valid(EventsQuerySerializer, request.query_params.dict())
+        events = selectors.events_since(
+            user=request.user, since=query["since"], actor_id=query.get("user"), limit=query["limit"]
+        )
+        return _events_response(events, query["limit"])
+
+
 class DetectionEventsApi(APIView):
     """One detection's history (also after it was deleted, while its scene is visible)."""
 

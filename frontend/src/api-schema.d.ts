@@ -425,6 +425,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/review/events/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Review events of every project the caller belongs to, after a cursor (?since=&user=): one user's work. */
+        get: operations["review_events_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/review/undo/": {
         parameters: {
             query?: never;
@@ -2286,6 +2303,30 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SimilarObject"][];
+                };
+            };
+        };
+    };
+    review_events_retrieve: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description the last event id seen */
+                since?: number;
+                user?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventsPage"];
                 };
             };
         };

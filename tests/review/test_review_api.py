@@ -306,6 +306,10 @@ def test_events_since_cursor_per_user_and_progress(api, manager, rapi, reviewer,
     assert [e["client_id"] for e in rapi.get(url, {"since": first_id}).json()["events"]] == ["e2"]
     assert [e["actor_name"] for e in rapi.get(url, {"user": manager.pk}).json()["events"]] == ["manager"]
     assert rapi.get(url, {"since": "soon"}).status_code == 400
+    # One user's work across the caller's projects.
+    mine = rapi.get("/api/review/events/", {"user": manager.pk}).json()["events"]
+    assert [(e["client_id"], e["scene"]) for e in mine] == [("e2", scene.pk)]
+    assert [e["client_id"] for e in rapi.get("/api/review/events/").json()["events"]] == ["e1", "e2"]
     progress = rapi.get(f"/api/scenes/{scene.pk}/review-progress/").json()
     assert progress["by_status"] == {"proposed": 0, "accepted": 1, "rejected": 1}
     assert progress["mine"] == {"accept": 1}

@@ -21,6 +21,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -37,6 +38,9 @@ EXAMPLES_PER_CLASS = 5
 CLASSES = 3
 TARGET_S = 2.0
 BENCH_PROJECT = "Update proposals benchmark"
+# A Redis database of the benchmark's own (flushed at start): not the demo's (0), nor the tests' (10-15), whose
+# fixtures flush theirs and whose workers would take this benchmark's jobs.
+BROKER_URL = "redis://127.0.0.1:6379/8"
 # decision: the reject request; submit: the update request (202); pickup: from its answer to a worker starting the
 # job (broker, worker, claim); job_run: the job itself; noticed: from the job's end to this loop seeing it (polls
 # every 10 ms); read: the review queue request that shows the new proposals.
@@ -138,7 +142,7 @@ def _scene_with_grid(*, user, log) -> tuple:
     return project, scene, grid, directory
 
 
-def _start_worker(*, broker_url: str, concurrency: int) -> subprocess.Popen:
+def _start_worker(*, broker_url: str, concurrency: int, log_file) -> subprocess.Popen:
     """A `celery worker -Q default` as the Procfile's `worker:` line starts it, on this process's database."""
     from django.conf import settings
     from django.db import connection
@@ -156,8 +160,8 @@ def _start_worker(*, broker_url: str, concurrency: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default", "--concurrency", str(concurrency),
          "--hostname", f"bench-requery-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-         "--loglevel", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
 
 
@@ -182,7 +186,7 @@ def _wait_job(job_id: int, timeout_s: float = 120.0, poll_s: float = 0.01):
     raise RuntimeError(f"job {job_id} did not finish in {timeout_s} s ({job.status}: {job.message})")
 
 
-def run(*, runs: int = 5, broker_url: str = "redis://127.0.0.1:6379/13", concurrency: int = 2, log=say,
+def run(*, runs: int = 5, broker_url: str = BROKER_URL, concurrency: int = 2, log=say,
         keep: bool = False) -> dict:
     """Time decision -> Update proposals -> job succeeded -> new proposals read, `runs` times; a dict of figures.
 
@@ -215,7 +219,8 @@ def run(*, runs: int = 5, broker_url: str = "redis://127.0.0.1:6379/13", concurr
             raise RuntimeError(f"the first scoring failed: {first.error}")
         log(f"  first proposals: {first.result['detections']} from {CLASSES} classes x {EXAMPLES_PER_CLASS} examples"
             f" in {time.perf_counter() - t0:.2f} s in this process")
-        worker = _start_worker(broker_url=broker_url, concurrency=concurrency)
+        worker_log = tempfile.NamedTemporaryFile(prefix="requery-worker-", suffix=".log", delete=False)  # noqa: SIM115
+        worker = _start_worker(broker_url=broker_url, concurrency=concurrency, log_file=worker_log)
         client = Client()
         client.force_login(reviewer)
         with override_settings(ALLOWED_HOSTS=["testserver"]):
@@ -276,6 +281,11 @@ def run(*, runs: int = 5, broker_url: str = "redis://127.0.0.1:6379/13", concurr
                 inside = ", ".join(f"{k} {v:.3f}" for k, v in job.result.get("timings", {}).items())
                 log(f"    {label}: {total:.3f} s  ({stages}; job: {inside}; {job.result['detections']} proposals,"
                     f" {job.result['replaced']} replaced)")
+    except Exception:
+        if worker is not None:
+            log(f"  worker log (last 3,000 characters of {worker_log.name}):")
+            log(Path(worker_log.name).read_text()[-3000:])
+        raise
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -312,7 +322,7 @@ def main() -> None:
     """Set Django up (DATABASE_URL, DATA_DIR from the environment / .env) and run."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--broker-url", default="redis://127.0.0.1:6379/13", help="a Redis database of its own")
+    ap.add_argument("--broker-url", default=BROKER_URL, help="a Redis database of its own")
     ap.add_argument("--concurrency", type=int, default=2, help="worker processes (the Procfile's: 2)")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark project and grid")
     args = ap.parse_args()

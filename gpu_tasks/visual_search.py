@@ -369,14 +369,16 @@ def proposals_score_and_replace(
     with stage("object_vectors", timings):
         # Examples and reviewed detections make the prototypes; the old proposals are about to be replaced.
         object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens, include_proposed=False)
-    protos, counts = class_prototypes(
-        project=scene.project,
-        space_key=grid.space_key,
-        dim=grid.dim,
-        classes=classes,
-        use_accepted=request.use_accepted,
-    )
-    typical_cells, largest_cells = _object_sizes_cells(scene, classes, meta.cell_px)
+    with stage("prototypes", timings):
+        protos, counts = class_prototypes(
+            project=scene.project,
+            space_key=grid.space_key,
+            dim=grid.dim,
+            classes=classes,
+            use_accepted=request.use_accepted,
+        )
+    with stage("object_sizes", timings):
+        typical_cells, largest_cells = _object_sizes_cells(scene, classes, meta.cell_px)
     params = SearchParams(
         thresholds=request.thresholds,
         default_threshold=request.default_threshold,
@@ -393,7 +395,8 @@ def proposals_score_and_replace(
     with stage("components", timings):
         dropped: dict = {}
         candidates = find_candidates(best_class, best_score, meta, params, counts=dropped)
-    known = _known_boxes_px(scene)
+    with stage("known_objects", timings):
+        known = _known_boxes_px(scene)
     fresh = [
         c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max() < KNOWN_OBJECT_IOU
     ]

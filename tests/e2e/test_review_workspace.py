@@ -614,3 +614,20 @@ def test_queue_orders_optimistic_moves_and_a_lost_answer_retried_without_a_dupli
     page.locator("#panel-error").wait_for(state="hidden")  # saved after all: no standing "not saved"
     assert ok.value.ok
     assert all("502" in e for e in page.console_errors)
+
+
+def test_the_chosen_class_is_remembered_for_the_user_and_project(page, live_server, scene, reviewer):
+    open_scene(page, live_server.url, scene, username="reviewer")
+    with page.expect_response(lambda r: r.url.endswith(f"/api/projects/{scene.project_id}/me/")) as saved:
+        page.get_by_role("radio", name="Pond-1").click()
+    assert saved.value.ok, saved.value.text()
+    page.reload()
+    page.wait_for_selector("#search-panel[data-ready='1']")
+    assert page.get_by_role("radio", name="Pond-1").get_attribute("aria-checked") == "true"
+    assert page.get_by_role("radio", name="Brick Kiln").get_attribute("aria-checked") == "false"
+    assert "Pond-1" in page.locator("#draw-label").inner_text()
+    # Another member of the project keeps their own choice.
+    page.context.clear_cookies()
+    open_scene(page, live_server.url, scene, username="manager")
+    assert page.get_by_role("radio", name="Brick Kiln").get_attribute("aria-checked") == "true"
+    assert page.console_errors == []

@@ -276,6 +276,9 @@ def test_fix_and_accept_a_proposal_is_one_decision(page, live_server, scene, man
     event = ReviewEvent.objects.get(detection=proposal)
     assert (event.verb, event.status_after, event.class_after) == ("accept", ACCEPTED, second_class.pk)
     assert event.geometry_after is not None and event.geometry_before is not None
+    # The counts follow (a moment after the decisions settle): the kiln row lost it, the STP row has it.
+    page.wait_for_selector("#review-progress .count-accepted[data-count='1']", state="attached")
+    page.wait_for_selector(f".class-row[data-class-id='{second_class.pk}'] .class-count.det[data-detections='1']")
     shot(page, "workspace-fix-and-accept.png")
     assert page.console_errors == []
 

@@ -119,6 +119,9 @@ def class_prototypes(
             det_status=F("detection__status"),
         )
         .filter(cls__in=class_ids)
+        # Unreviewed proposals are neither: without this their vectors (a thousand on a large scene, parsed from
+        # text) were read only to be dropped, up to half a second of an Update proposals.
+        .exclude(detection__status=DetectionStatus.PROPOSED)
         .values_list("cls", "det_status", "vector", "annotation__geometry", "geometry_digest")
     )
     pos, neg = defaultdict(list), defaultdict(list)

@@ -553,8 +553,8 @@ def main() -> None:
                         help="frames of the same path without the interaction hint (each may redraw every tile)")
     parser.add_argument("--keys", type=int, default=20, help="N key presses timed")
     parser.add_argument("--requery-runs", type=int, default=5)
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/13",
-                        help="a Redis database of its own for review_requery's worker (it is flushed)")
+    parser.add_argument("--broker-url", default=None,
+                        help="a Redis database of its own for review_requery's worker, flushed (default: its own)")
     parser.add_argument("--skip", default="", help="comma list of parts to leave out: http,browser,requery")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -593,7 +593,8 @@ def main() -> None:
 
         say("\nDecision -> refreshed proposals (benchmarks/review_requery.py):")
         try:
-            figures["requery"] = review_requery.run(runs=args.requery_runs, broker_url=args.broker_url, log=say)
+            broker = {"broker_url": args.broker_url} if args.broker_url else {}
+            figures["requery"] = review_requery.run(runs=args.requery_runs, log=say, **broker)
         except Exception as exc:  # its failure must not lose the figures above
             say(f"  failed: {exc!r}")
     summary(figures)

@@ -12,7 +12,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
-from annotate.errors import Conflict
+from annotate.errors import Conflict, DomainError
 from annotate.models import Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
 from annotate.permissions import Action, require
 
@@ -131,6 +131,15 @@ def _check_class(*, detection: Detection, object_class: ObjectClass | None) -> N
         raise Conflict("That class belongs to another project; choose one of this project's classes.")
 
 
+def _verb_of(verdict: str) -> ReviewVerb:
+    """The event verb of a verdict; anything but accepted/rejected is refused (a caller's bug, never a status)."""
+    if verdict == DetectionStatus.ACCEPTED:
+        return ReviewVerb.ACCEPT
+    if verdict == DetectionStatus.REJECTED:
+        return ReviewVerb.REJECT
+    raise DomainError(f"Unknown verdict {verdict!r}: send 'accepted' or 'rejected'.")
+
+
 def detection_review(
     *,
     detection: Detection,
@@ -145,7 +154,7 @@ def detection_review(
     """Accept or reject; with a class and/or geometry too it is one "fix and accept" decision (one event)."""
     _require_review(actor=actor, project=detection.scene.project)
     _check_class(detection=detection, object_class=object_class)
-    verb = ReviewVerb.ACCEPT if verdict == DetectionStatus.ACCEPTED else ReviewVerb.REJECT
+    verb = _verb_of(verdict)
     return _once(
         actor,
         client_id,
@@ -371,7 +380,7 @@ def detections_bulk_review(
     done = _replayed(actor=actor, client_id=client_id)
     if done is not None:
         return list(ReviewEvent.objects.filter(batch_id=done.batch_id))
-    verb = ReviewVerb.ACCEPT if verdict == DetectionStatus.ACCEPTED else ReviewVerb.REJECT
+    verb = _verb_of(verdict)
     batch_id = uuid.uuid4()
     events: list[ReviewEvent] = []
     try:

@@ -406,3 +406,18 @@ def test_two_simultaneous_decisions_one_wins(project, manager, classes):
     assert loser.json()["error"]["detail"]["current"]["reviewer_name"] == winner
     det.refresh_from_db()
     assert det.version == 2 and ReviewEvent.objects.count() == 1
+
+
+def test_service_refuses_an_unknown_verdict(reviewer, scene, classes):
+    """The service checks the verdict itself: a caller other than the API cannot write a made-up status."""
+    from annotate.errors import DomainError
+    from review import services
+
+    d = make_detection(scene, classes[0], i=0)
+    with pytest.raises(DomainError, match="Unknown verdict"):
+        services.detection_review(detection=d, actor=reviewer, verdict="maybe", expected_version=1)
+    with pytest.raises(DomainError, match="Unknown verdict"):
+        services.detections_bulk_review(scene=scene, actor=reviewer, verdict="maybe", detections=[d])
+    d.refresh_from_db()
+    assert (d.status, d.version) == (DetectionStatus.PROPOSED, 1)
+    assert not ReviewEvent.objects.filter(detection_id=d.pk).exists()

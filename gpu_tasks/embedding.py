@@ -17,6 +17,7 @@ from . import runtime
 from .inference.grid import GridMeta, grid_key, is_complete, open_grid, stable_digest
 from .inference.scene_embedding import effective_tile_px, embed_scene, rasterio_rgb_reader
 from .models import Job, PatchGrid
+from .run_context import RunContext
 
 Progress = Callable[[float, str], None]
 
@@ -87,11 +88,10 @@ def scene_grid_ensure(
     scene: Scene,
     scale: float = 1.0,
     job: Job | None = None,
-    progress: Progress | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-    timings: dict | None = None,
+    run: RunContext | None = None,
 ) -> PatchGrid:
     """The scene's grid for the configured model at this scale, built now if missing (never twice)."""
+    run = run or RunContext()
     _require_ready(scene)
     if scale <= 0 or scale > 8:
         raise ValueError("scale must be in (0, 8]")
@@ -100,8 +100,7 @@ def scene_grid_ensure(
     directory = _grid_dir(scene, key)
     existing = PatchGrid.objects.filter(scene=scene, key=key).first()
     if existing is not None and is_complete(directory, key):
-        if progress:
-            progress(1.0, "Patch embeddings already computed")
+        run.progress(1.0, "Patch embeddings already computed")
         return existing
     directory.mkdir(parents=True, exist_ok=True)
     with _grid_lock(scene, key), scene_rgb_reader(scene) as read_rgb:
@@ -116,9 +115,9 @@ def scene_grid_ensure(
             tile_px=settings.EMBED_TILE_PX,
             margin_patches=settings.EMBED_MARGIN_PATCHES,
             preprocessing=scene_preprocessing(scene),
-            progress=progress,
-            should_cancel=should_cancel,
-            timings=timings,
+            progress=run.progress,
+            should_cancel=run.should_cancel,
+            timings=run.timings,
         )
     grid, _ = PatchGrid.objects.update_or_create(
         scene=scene,

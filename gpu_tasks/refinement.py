@@ -1,6 +1,5 @@
 """SAM2 refinement of detections: box -> mask -> valid polygon in EPSG:4326, with an optional re-scored class match."""
 
-from collections.abc import Callable
 
 import numpy as np
 from django.contrib.gis.geos import GEOSGeometry, Polygon
@@ -17,7 +16,7 @@ from .inference.grid import is_complete
 from .inference.prototypes import prototype_from_polygon
 from .models import Job, PatchGrid
 from .object_index import class_prototypes, polygon_px
-from .profiling import stage
+from .run_context import RunContext
 
 # Re-verification mixes the refined region's similarity into the search score this much.
 REVERIFY_WEIGHT = 0.5
@@ -83,9 +82,7 @@ def detections_refine(
     job: Job | None,
     detection_ids: list[int] | None,
     reverify: bool,
-    progress: Callable[[float, str], None],
-    should_cancel: Callable[[], bool],
-    timings: dict,
+    run: RunContext,
 ) -> dict:
     """Refine detections with SAM2 on context crops; each becomes a polygon (a degenerate mask keeps its box).
 
@@ -105,10 +102,11 @@ def detections_refine(
             boxes_px=boxes,
             scene_w=scene.width,
             scene_h=scene.height,
-            progress=lambda f, m: progress(0.9 * f, m),
-            should_cancel=should_cancel,
-            timings=timings,
+            progress=run.part(0.0, 0.9).progress,
+            should_cancel=run.should_cancel,
+            timings=run.timings,
         )
+    timings = run.timings
     timings["sam2"] = timings.get("sam_embed", 0.0) + timings.get("sam_decode", 0.0)
     protos, reverify_note = {}, "not asked" if not reverify else ""
     grid = _search_grid(scene, detections) if reverify else None
@@ -124,8 +122,8 @@ def detections_refine(
             # Re-scoring is optional: the polygons are still worth having; the result says why scores stayed.
             reverify_note = getattr(exc, "message", str(exc))
     refined = kept_box = stale = 0
-    progress(0.9, "Saving polygons")
-    with stage("save_polygons", timings):
+    run.progress(0.9, "Saving polygons")
+    with run.stage("save_polygons"):
         for det, res in zip(detections, results, strict=True):
             polygon = _polygon_lonlat(scene, res.polygons_px) if res is not None else None
             if polygon is None:

@@ -14,7 +14,7 @@ from annotate.models import Scene
 
 from .inference.grid import is_complete
 from .models import Job, JobKind, JobStatus, PatchGrid
-from .profiling import stage
+from .run_context import RunContext
 from .visual_search import SearchRequest, proposals_score_and_replace
 
 NO_GRID_MESSAGE = "Run a search on this scene first: Update proposals re-uses its patch embeddings."
@@ -82,8 +82,7 @@ def scene_requery(
     scene: Scene,
     job: Job | None,
     params: dict,
-    progress: Callable[[float, str], None],
-    timings: dict,
+    run: RunContext,
     index_later: list[Callable[[], None]] | None = None,
 ) -> dict:
     """Replace a scene's unreviewed proposals from its cached grid and the current examples and decisions.
@@ -93,7 +92,7 @@ def scene_requery(
     visual_search.proposals_score_and_replace.
     """
     request = SearchRequest.from_params(params)
-    with stage("grid", timings):
+    with run.stage("grid"):
         grid = requery_grid(scene=scene, last=last_search_job(scene=scene), grid_id=params.get("grid_id"))
     if float(grid.scale) != request.scale:
         request = replace(request, scale=float(grid.scale))
@@ -102,9 +101,7 @@ def scene_requery(
         grid=grid,
         job=job,
         request=request,
-        progress=progress,
-        timings=timings,
-        progress_from=0.1,
+        run=run.part(0.1, 1.0),
         index_later=index_later,
     )
     return {**result, "requery": True}

@@ -26,6 +26,7 @@ from .models import Job, JobKind, JobStatus
 from .profiling import job_profiling, trace_path
 from .refinement import detections_refine
 from .requery import requery_params, scene_requery
+from .run_context import RunContext
 from .visual_search import SearchRequest, scene_search
 
 log = logging.getLogger(__name__)
@@ -361,11 +362,11 @@ def _enqueue(job: Job) -> None:
 
 
 Progress = Callable[[float, str], None]
-Work = Callable[[Callable[[float, str], None], Callable[[], bool], dict], tuple[dict, str]]
+Work = Callable[[RunContext], tuple[dict, str]]
 
 
 def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progress | None = None) -> Job:
-    """Run `work(progress, should_cancel, timings) -> (result, message)` under the job row.
+    """Run `work(run: RunContext) -> (result, message)` under the job row.
 
     The row ends succeeded, failed (with a message saying what to do) or cancelled; stage timings land in
     result["timings"] in every case. A duplicate delivery of a job another worker holds does nothing.
@@ -395,7 +396,8 @@ def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progres
 
     try:
         with job_heartbeat(job=job), job_profiling(job=job):
-            result, message = work(progress, job_cancel_checker(job=job), timings)
+            run = RunContext(progress=progress, should_cancel=job_cancel_checker(job=job), timings=timings)
+            result, message = work(run)
     except (OperationalError, InterfaceError):
         # The database is away: the failure cannot be recorded. The task retries with backoff and takes the
         # job over (this process still holds it); past its retries the reconcile sees a silent worker.
@@ -436,8 +438,8 @@ def ingest_job_run(*, job_id: int, progress_extra: Callable[[float, str], None] 
     """Run an ingest job: the scene's ingest service under the job row."""
     job = Job.objects.select_related("scene").get(pk=job_id)
 
-    def work(progress, should_cancel, timings):
-        scene = scene_ingest(scene=job.scene, rgb_bands=job.params.get("rgb_bands"), progress=progress)
+    def work(run: RunContext):
+        scene = scene_ingest(scene=job.scene, rgb_bands=job.params.get("rgb_bands"), progress=run.progress)
         # New pixels or bands make the scene's cached patch grids stale.
         scene_grids_delete(scene=scene)
         result = {"scene_id": scene.pk, "width": scene.width, "height": scene.height, "gsd_m": scene.gsd_m}
@@ -566,17 +568,15 @@ def embed_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress |
     """Run an embed job: build the scene's patch grid unless it exists."""
     job = _scene_job(job_id)
 
-    def work(progress, should_cancel, timings):
+    def work(run: RunContext):
         grid = scene_grid_ensure(
             scene=job.scene,
             scale=job.params.get("scale", 1.0),
             job=job,
-            progress=progress,
-            should_cancel=should_cancel,
-            timings=timings,
+            run=run,
         )
         # Tiles an interrupted run had written already and this one did not embed again.
-        result = {"grid": grid_summary(grid), "tiles_skipped": int(timings.get("tiles_skipped", 0))}
+        result = {"grid": grid_summary(grid), "tiles_skipped": int(run.timings.get("tiles_skipped", 0))}
         return result, f"Embedded: {grid.grid_h} x {grid.grid_w} patches of {grid.dim} values ({grid.model_id})"
 
     return job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
@@ -586,14 +586,12 @@ def search_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress 
     """Run a search job (embedding the scene first when needed)."""
     job = _scene_job(job_id)
 
-    def work(progress, should_cancel, timings):
+    def work(run: RunContext):
         result = scene_search(
             scene=job.scene,
             job=job,
             request=SearchRequest.from_params(job.params),
-            progress=progress,
-            should_cancel=should_cancel,
-            timings=timings,
+            run=run,
         )
         return result, f"{result['detections']} candidates found"
 
@@ -604,15 +602,13 @@ def refine_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress 
     """Run a refine job."""
     job = _scene_job(job_id)
 
-    def work(progress, should_cancel, timings):
+    def work(run: RunContext):
         result = detections_refine(
             scene=job.scene,
             job=job,
             detection_ids=job.params.get("detection_ids") or None,
             reverify=job.params.get("reverify", True),
-            progress=progress,
-            should_cancel=should_cancel,
-            timings=timings,
+            run=run,
         )
         refined, kept = result["refined"], result["kept_box"]
         return result, f"{refined} outlined by SAM2, {kept} kept {'its' if kept == 1 else 'their'} box"
@@ -625,9 +621,9 @@ def requery_job_run(*, job_id: int, claim: bool = True, progress_extra: Progress
     job = _scene_job(job_id)
     later: list[Callable[[], None]] = []
 
-    def work(progress, should_cancel, timings):
+    def work(run: RunContext):
         result = scene_requery(
-            scene=job.scene, job=job, params=job.params, progress=progress, timings=timings, index_later=later
+            scene=job.scene, job=job, params=job.params, run=run, index_later=later
         )
         return result, f"Proposals updated: {result['detections']} candidates ({result['replaced']} replaced)"
 

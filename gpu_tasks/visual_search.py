@@ -19,7 +19,7 @@ from .inference.prototypes import mean_direction
 from .inference.search import SearchParams, box_iou_xyxy, find_candidates, score_grid
 from .models import Job, ObjectEmbedding, PatchGrid
 from .object_index import class_prototypes, geometry_digest, object_vectors_sync
-from .profiling import stage
+from .run_context import RunContext
 
 # A candidate overlapping a reviewed detection or an example this much is that object again: not proposed.
 KNOWN_OBJECT_IOU = 0.3
@@ -322,9 +322,7 @@ def scene_search(
     scene: Scene,
     job: Job | None,
     request: SearchRequest,
-    progress: Callable[[float, str], None],
-    should_cancel: Callable[[], bool],
-    timings: dict,
+    run: RunContext,
 ) -> dict:
     """Search a scene for objects like the examples; replace the previous search's unreviewed proposals.
 
@@ -336,13 +334,9 @@ def scene_search(
         scene=scene,
         scale=request.scale,
         job=None,
-        progress=lambda f, m: progress(0.8 * f, m),
-        should_cancel=should_cancel,
-        timings=timings,
+        run=run.part(0.0, 0.8),
     )
-    return proposals_score_and_replace(
-        scene=scene, grid=grid, job=job, request=request, progress=progress, timings=timings, progress_from=0.8
-    )
+    return proposals_score_and_replace(scene=scene, grid=grid, job=job, request=request, run=run.part(0.8, 1.0))
 
 
 def proposals_score_and_replace(
@@ -351,9 +345,7 @@ def proposals_score_and_replace(
     grid: PatchGrid,
     job: Job | None,
     request: SearchRequest,
-    progress: Callable[[float, str], None],
-    timings: dict,
-    progress_from: float = 0.0,
+    run: RunContext,
     index_later: list[Callable[[], None]] | None = None,
 ) -> dict:
     """Score a scene's existing grid against the current examples and decisions; replace its unreviewed proposals.
@@ -365,11 +357,11 @@ def proposals_score_and_replace(
     """
     classes = _classes_to_search(scene, request)
     meta, tokens = grid_open(grid)
-    progress(progress_from, "Scoring the scene against the examples")
-    with stage("object_vectors", timings):
+    run.progress(0.0, "Scoring the scene against the examples")
+    with run.stage("object_vectors"):
         # Examples and reviewed detections make the prototypes; the old proposals are about to be replaced.
         object_vectors_sync(scene=scene, grid=grid, meta=meta, tokens=tokens, include_proposed=False)
-    with stage("prototypes", timings):
+    with run.stage("prototypes"):
         protos, counts = class_prototypes(
             project=scene.project,
             space_key=grid.space_key,
@@ -377,7 +369,7 @@ def proposals_score_and_replace(
             classes=classes,
             use_accepted=request.use_accepted,
         )
-    with stage("object_sizes", timings):
+    with run.stage("object_sizes"):
         typical_cells, largest_cells = _object_sizes_cells(scene, classes, meta.cell_px)
     params = SearchParams(
         thresholds=request.thresholds,
@@ -390,29 +382,29 @@ def proposals_score_and_replace(
         # A candidate far larger than every example (a whole scene of look-alike texture) is no object.
         max_object_cells=largest_cells,
     )
-    with stage("similarity", timings):
+    with run.stage("similarity"):
         best_class, best_score = score_grid(tokens, protos, params)
-    with stage("components", timings):
+    with run.stage("components"):
         dropped: dict = {}
         candidates = find_candidates(best_class, best_score, meta, params, counts=dropped)
-    with stage("known_objects", timings):
+    with run.stage("known_objects"):
         known = _known_boxes_px(scene)
     fresh = [
         c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max() < KNOWN_OBJECT_IOU
     ]
-    progress(progress_from + 0.75 * (1.0 - progress_from), f"Writing {len(fresh)} candidates")
+    run.progress(0.75, f"Writing {len(fresh)} candidates")
     searched_ids = [p.class_id for p in protos]
     by_id = {c.pk: c for c in classes}
-    with stage("save_detections", timings), transaction.atomic():
+    with run.stage("save_detections"), transaction.atomic():
         # Two searches of one scene must not interleave delete and insert: under READ COMMITTED each would
         # delete only the rows committed before it and both outputs would stay (every proposal twice), and
         # one would index detections the other deletes. The lock makes them take turns; the later one wins.
         _scene_proposals_lock(scene)
         # Refinement changes a proposal's source but not its review state: a refined, unreviewed proposal is
         # still this pipeline's output and goes too, or the new boxes would land beside the old outlines.
-        with stage("replace_delete", timings):
+        with run.stage("replace_delete"):
             replaced = _proposals_delete(scene=scene, class_ids=searched_ids)
-        with stage("replace_insert", timings):
+        with run.stage("replace_insert"):
             boxes_px = np.asarray([c.box_px for c in fresh], dtype=np.float64).reshape(-1, 4)
             rows = []
             polygons, envelopes = _boxes_polygons_lonlat(scene, boxes_px)
@@ -433,7 +425,7 @@ def proposals_score_and_replace(
             _proposals_insert(rows)
         if index_later is None:
             # Indexed under the same lock: the next search cannot delete these rows before their vectors are in.
-            with stage("replace_index", timings):
+            with run.stage("replace_index"):
                 _proposals_index(scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px))
     if index_later is not None:
         index_later.append(

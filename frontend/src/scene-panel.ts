@@ -155,6 +155,9 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
   const order = byId<HTMLSelectElement>("queue-order");
   order?.addEventListener("change", () => ws.setOrder(order.value as QueueOrder));
   byId("queue-next")?.addEventListener("click", () => ws.run({ kind: "next" }));
+  byId("queue-prev")?.addEventListener("click", () => ws.run({ kind: "previous" }));
+  byId("review-undo")?.addEventListener("click", () => ws.run({ kind: "undo" }));
+  byId("zoom-scene")?.addEventListener("click", () => ws.run({ kind: "zoomScene" }));
   byId("help-toggle")?.addEventListener("click", () => ws.run({ kind: "help" }));
   map.on("singleclick", (e) => {
     if (!ws.sketching) ws.pick(e.pixel);

@@ -37,6 +37,8 @@ export interface WorkspaceHost {
   selectionChanged(id: number | null): void;
 }
 
+const NO_MORE = "No more proposals in this order: all reviewed (or hidden by the sliders).";
+
 /** How many screen pixels a click may move and still cycle through the objects under the first one. */
 const SAME_CLICK_PX = 4;
 
@@ -347,8 +349,10 @@ export class ReviewWorkspace {
   /** Decide and show the next proposal at once; the decision saves behind it. */
   private async decideAndMove(id: number, verdict: "accept" | "reject", comment = "", fix: ReviewFix = {}): Promise<void> {
     const saving = this.commands.review(id, verdict, comment ? { ...fix, comment } : fix);
-    await this.step(1, id);
+    const moved = await this.step(1, id, true);
     await saving;
+    // Said after the decision's own "Accepted." so that it is the message left on screen.
+    if (!moved) this.say.notice(NO_MORE);
   }
 
   /** Save an edit: a proposal's fix is accepted with it (one decision); an example's shape is PATCHed. */
@@ -383,13 +387,15 @@ export class ReviewWorkspace {
   }
 
   /** The next (1) or previous (-1) proposal in the queue's order. */
-  private async step(direction: 1 | -1, from: number | null = this.selectedId): Promise<void> {
+  private async step(direction: 1 | -1, from: number | null = this.selectedId, quiet = false): Promise<boolean> {
     try {
       const f = direction === 1 ? await this.queue.next(from) : await this.queue.previous(from);
       if (f) await this.select(f, true);
-      else this.say.notice(direction === 1 ? "No more proposals in this order: all reviewed (or hidden by the sliders)." : "This is the first proposal.");
+      else if (!quiet) this.say.notice(direction === 1 ? NO_MORE : "This is the first proposal.");
+      return Boolean(f);
     } catch (e) {
       this.say.error(`The review queue could not be read: ${errorText(e)}`);
+      return true;
     }
   }
 

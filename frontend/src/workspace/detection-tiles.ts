@@ -4,13 +4,15 @@ import type { FeatureLike } from "ol/Feature";
 import MVT from "ol/format/MVT";
 import VectorTileLayer from "ol/layer/VectorTile";
 import VectorTileSource from "ol/source/VectorTile";
-import { Fill, Stroke, Style } from "ol/style";
+import { Circle as CircleStyle, Fill, Stroke, Style } from "ol/style";
 import type { DetectionStatus } from "../api";
 import type { DetectionStore, ReviewState } from "../review/store";
 import { withAlpha } from "../scene-layers";
 
 const REJECTED_GREY = "#9aa0aa";
 const HALO_COLOUR = "rgba(15, 18, 28, 0.55)";
+/** Objects narrower than this on screen are drawn with one thin line. */
+const SMALL_PX = 10;
 
 /** What a detection on a tile is drawn as: the tile's properties, or the page's newer state of it. */
 export interface ShownDetection {
@@ -43,14 +45,16 @@ export class DetectionTiles {
     });
     this.layer = new VectorTileLayer({
       source: this.source,
-      style: (f) => this.style(f),
+      style: (f, resolution) => this.style(f, resolution),
       zIndex: 10,
       declutter: false,
       renderMode: "hybrid",
-      updateWhileInteracting: true,
-      updateWhileAnimating: true,
+      // While the map moves, the last drawing is moved with it; redrawing thousands of outlines every frame of a
+      // pan or a fly-to made frames of a second and more.
     });
-    store.onChange(() => this.layer.changed());
+    // A decision restyles its detection; redrawing every tile in view costs up to ~100 ms with thousands of
+    // polygons, so a burst of keys is redrawn once, a moment after it (the selection layer shows the current one).
+    store.onChange(() => this.restyleSoon());
   }
 
   private url(): string {
@@ -93,10 +97,23 @@ export class DetectionTiles {
     return this.floors.get(classId) ?? 0;
   }
 
-  /** The selected detection is drawn by the selection layer above; its tile copy steps aside. */
+  private restyleTimer: number | null = null;
+
+  private restyleSoon(): void {
+    if (this.restyleTimer !== null) window.clearTimeout(this.restyleTimer);
+    this.restyleTimer = window.setTimeout(() => {
+      this.restyleTimer = null;
+      this.layer.changed();
+    }, 250);
+  }
+
+  /** The selected detection is drawn by the selection layer above its tile copy (no tile is redrawn for it). */
   setSelected(id: number | null): void {
     this.selectedId = id;
-    this.layer.changed();
+  }
+
+  get selected(): number | null {
+    return this.selectedId;
   }
 
   /** A tile feature as it should be shown now (the page's state wins when it is as new or newer). */
@@ -121,18 +138,30 @@ export class DetectionTiles {
     return d.status !== "proposed" || (d.score ?? 0) >= this.floorOf(d.object_class);
   }
 
-  private style(f: FeatureLike): Style[] | undefined {
+  private style(f: FeatureLike, resolution: number): Style[] | undefined {
     const d = this.shown(f);
-    if (d.id === this.selectedId || this.store.get(d.id)?.deleted || !this.isShown(d)) return undefined;
+    if (this.store.get(d.id)?.deleted || !this.isShown(d)) return undefined;
     const colour = d.status === "rejected" ? REJECTED_GREY : this.colourOf(d.object_class);
-    const key = `${d.status}|${colour}`;
+    // Far out, an object a few pixels wide gets one thin line (or a dot, when the server sent its centre):
+    // dashes and halos there cost most of a frame with thousands in view and show nothing.
+    const extent = f.getGeometry()?.getExtent();
+    const px = extent ? Math.max(extent[2] - extent[0], extent[3] - extent[1]) / resolution : Infinity;
+    const form = f.getGeometry()?.getType() === "Point" ? "dot" : px < SMALL_PX ? "thin" : "full";
+    const key = `${d.status}|${colour}|${form}`;
     let styles = this.styleCache.get(key);
     if (!styles) {
-      styles = detectionStyle(d.status, colour);
+      styles = form === "full" ? detectionStyle(d.status, colour) : lightStyle(d.status, colour, form === "dot");
       this.styleCache.set(key, styles);
     }
     return styles;
   }
+}
+
+/** One thin line, or a dot: how objects too small to outline on screen are drawn. */
+function lightStyle(status: DetectionStatus, colour: string, dot: boolean): Style[] {
+  const width = status === "rejected" ? 1 : 1.5;
+  if (dot) return [new Style({ image: new CircleStyle({ radius: 2.5, fill: new Fill({ color: colour }) }) })];
+  return [new Style({ stroke: new Stroke({ color: colour, width }), fill: new Fill({ color: "rgba(0, 0, 0, 0.001)" }) })];
 }
 
 /** Proposed dashed over a light underlay (reads on any imagery), accepted solid, rejected thin and grey. */

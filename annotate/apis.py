@@ -1,5 +1,6 @@
 """REST endpoints of the domain core: thin views over selectors and services."""
 
+from django.contrib.gis.db.models.functions import AsGeoJSON
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -288,6 +289,9 @@ class DetectionListApi(generics.ListAPIView):
             qs = qs.filter(score__gte=score_min)
         if (score_max := _float_param(request, "score_max")) is not None:
             qs = qs.filter(score__lte=score_max)
+        # The page's GeoJSON written by PostGIS; the geometries themselves are never loaded into Python.
+        qs = qs.select_related("object_class").defer("geometry", "bbox", "prompt_box", "geometry_3857")
+        qs = qs.annotate(geometry_geojson=AsGeoJSON("geometry", precision=15))
         return _bbox_filter(request, qs, "geometry")
 
 

@@ -339,10 +339,22 @@ class AnnotationSerializer(GeoFeatureModelSerializer):
         read_only_fields = ["author", "created_at"]
 
 
+class DatabaseGeoJsonField(GeometryField):
+    """A geometry the database already wrote as GeoJSON (`<field>_geojson`, from AsGeoJSON) when the queryset has it.
+
+    GEOS -> OGR -> JSON text -> dict in Python cost about 1 ms per detection; PostGIS writes it in microseconds.
+    """
+
+    def get_attribute(self, instance):
+        text = getattr(instance, f"{self.source}_geojson", None)
+        return json.loads(text) if text is not None else super().get_attribute(instance)
+
+
 class DetectionSerializer(GeoFeatureModelSerializer):
     """A detection as a GeoJSON Feature (geometry is the polygon; `bbox` is its box)."""
 
     class_name = serializers.CharField(source="object_class.name", read_only=True)
+    geometry = DatabaseGeoJsonField(read_only=True)
 
     class Meta:
         model = Detection

@@ -10,7 +10,7 @@ LAYER = "detections"
 EXTENT = 4096  # tile units per side, the MVT default
 BUFFER = 64  # tile units kept beyond each edge, so outlines crossing a tile edge join without seams
 MAX_ZOOM = 24  # ~2 cm per tile unit at the equator: far beyond any scene's pixels
-DOT_UNITS = 16  # objects narrower than this many tile units (2 px of a 512 px tile) come as points
+DOT_UNITS = 48  # objects narrower than this many tile units (6 px of a 512 px tile) come as points
 WORLD_M = 2 * 20037508.342789244  # the width of the WebMercatorQuad world in EPSG:3857 metres
 CONTENT_TYPE = "application/vnd.mapbox-vector-tile"
 

@@ -587,6 +587,10 @@ def test_queue_orders_optimistic_moves_and_a_lost_answer_retried_without_a_dupli
     page.route(f"**/api/detections/{best.pk}/review/", lambda route: held.append(route))
     page.keyboard.press("a")
     wait_selected(page, middle.pk)
+    for _ in range(100):  # the route's handler runs when Playwright hands the event over, not at once
+        if held:
+            break
+        page.wait_for_timeout(50)
     assert len(held) == 1 and not ReviewEvent.objects.exists()
     with page.expect_response(f"**/api/detections/{best.pk}/review/") as answer:
         held[0].continue_()

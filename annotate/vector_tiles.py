@@ -10,7 +10,8 @@ LAYER = "detections"
 EXTENT = 4096  # tile units per side, the MVT default
 BUFFER = 64  # tile units kept beyond each edge, so outlines crossing a tile edge join without seams
 MAX_ZOOM = 24  # ~2 cm per tile unit at the equator: far beyond any scene's pixels
-DOT_UNITS = 16  # objects narrower than this many tile units (2 px of a 512 px tile) come as points
+DOT_UNITS = 16  # objects narrower than this many tile units (2 px of a 512 px tile) come as small squares
+DOT_SIDE = 4  # tile units: half a pixel of a 512 px tile, enough to survive ST_AsMVTGeom's snapping
 WORLD_M = 2 * 20037508.342789244  # the width of the WebMercatorQuad world in EPSG:3857 metres
 CONTENT_TYPE = "application/vnd.mapbox-vector-tile"
 
@@ -19,9 +20,10 @@ CONTENT_TYPE = "application/vnd.mapbox-vector-tile"
 # which the planner pushes down and so clips every feature twice.
 # The tile envelope widened by the buffer (margin is a fraction of the tile): `geometry_3857 && envelope` is the
 # probe of the GiST index on the stored EPSG:3857 outline (no per-request reprojection), ST_AsMVTGeom clips the
-# rest. An object smaller than DOT_UNITS tile units comes as a point: ST_AsMVTGeom would drop a polygon that
-# collapses below one unit (objects vanished when zoomed out). Not more than that: OpenLayers draws points as
-# vectors on every frame (polygons go into the tile's image), and 6 px dots made a pan of 10k objects 3.5x slower.
+# rest. An object smaller than DOT_UNITS tile units comes as a small square of DOT_SIDE units around a point on
+# it: ST_AsMVTGeom would drop a polygon that collapses below one unit (objects vanished when zoomed out). Not as a
+# point: OpenLayers draws points as vectors on every frame, polygons into the tile's image (10k objects in view:
+# points made a pan 2-7x slower).
 _SQL = f"""
 WITH tile AS (
     SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env,
@@ -33,7 +35,7 @@ features AS (
            ST_AsMVTGeom(
                CASE WHEN greatest(ST_XMax(d.geometry_3857) - ST_XMin(d.geometry_3857),
                                   ST_YMax(d.geometry_3857) - ST_YMin(d.geometry_3857)) < %(dot_below)s
-                    THEN ST_PointOnSurface(d.geometry_3857) ELSE d.geometry_3857 END,
+                    THEN ST_Expand(ST_PointOnSurface(d.geometry_3857), %(dot_half)s) ELSE d.geometry_3857 END,
                tile.env, {EXTENT}, {BUFFER}, true) AS geom
     FROM annotate_detection d, tile
     WHERE d.scene_id = %(scene_id)s
@@ -66,6 +68,7 @@ def detection_tile(
             raise ValueError(f"unknown statuses: {sorted(unknown)}")
     params = {
         "z": z, "x": x, "y": y, "scene_id": scene_id, "dot_below": DOT_UNITS * WORLD_M / 2**z / EXTENT,
+        "dot_half": DOT_SIDE / 2 * WORLD_M / 2**z / EXTENT,
         "statuses": list(statuses) if statuses is not None else None,
         "class_ids": list(class_ids) if class_ids is not None else None,
         "score_min": score_min,

@@ -191,12 +191,18 @@ def test_selector_returns_the_endpoints_bytes(api, scene, detections):
         vector_tiles.detection_tile(scene.pk, 0, 0, 0, statuses=["maybe"])
 
 
-def test_objects_too_small_for_the_tile_come_as_points(api, scene, detections):
-    """Zoomed far out a ~110 m object is under 2 px: it comes as a point (a polygon would collapse and vanish)."""
+def test_objects_too_small_for_the_tile_come_as_small_squares(api, scene, detections):
+    """Zoomed far out a ~110 m object is under 2 px: it comes as a square of DOT_SIDE units (a polygon that
+    collapses below one unit would vanish; a point would be drawn as a vector on every frame)."""
     far = WEB_MERCATOR.tile(10.012, 50.012, 5)
     layers = mapbox_vector_tile.decode(api.get(url(scene, far)).content)
-    kinds = {f["id"]: f["geometry"]["type"] for f in layers["detections"]["features"]}
-    assert kinds == {d.pk: "Point" for d in detections}
+    found = {f["id"]: f["geometry"] for f in layers["detections"]["features"]}
+    assert set(found) == {d.pk for d in detections}
+    for geometry in found.values():
+        assert geometry["type"] == "Polygon"
+        xs = [x for x, _ in geometry["coordinates"][0]]
+        ys = [y for _, y in geometry["coordinates"][0]]
+        assert 1 <= max(xs) - min(xs) <= vector_tiles.DOT_SIDE and 1 <= max(ys) - min(ys) <= vector_tiles.DOT_SIDE
     near = mapbox_vector_tile.decode(api.get(url(scene)).content)
     assert {f["geometry"]["type"] for f in near["detections"]["features"]} == {"Polygon"}
 

@@ -49,9 +49,11 @@ export class DetectionTiles {
       zIndex: 10,
       declutter: false,
       renderMode: "hybrid",
-      // OpenLayers' defaults: while the map moves, the last drawing is moved with it; redrawing thousands of
-      // outlines on every frame of a pan or a fly-to made frames of a second and more (measured with 10k in view:
-      // 33-50 ms frames either way, while an unhinted frame redraws everything in 0.6-1.3 s).
+      // Polygons are drawn into each tile's image (hybrid mode), so moving the map only moves images: a scripted
+      // pan and zoom over 10k polygons runs at 16.7 ms a frame (benchmarks/review.py). Points would be drawn as
+      // vectors on every frame, which is why the server sends tiny objects as small squares, not points.
+      updateWhileInteracting: true,
+      updateWhileAnimating: true,
     });
     // A decision restyles its detection; redrawing every tile in view costs up to ~100 ms with thousands of
     // polygons, so a burst of keys is redrawn once, a moment after it (the selection layer shows the current one).

@@ -1,12 +1,18 @@
 """Celery tasks: ids in, one service call. Queue routing is in settings (gpu_* to `gpu`, interactive_* to
 `gpu_interactive`, the rest to `default`)."""
 
+import logging
+from collections.abc import Callable
+
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from . import services
+from .models import Job
+
+log = logging.getLogger(__name__)
 
 # Only a lost database connection is worth a retry; every other failure is recorded on the Job row.
 TRANSIENT = (OperationalError, InterfaceError)
@@ -32,40 +38,50 @@ GPU_TASK = {
 }
 
 
+def _run(runner: Callable[..., object], job_id: int) -> None:
+    """Run a job's service; a message whose job row was deleted since (with its scene or project) is dropped."""
+    try:
+        runner(job_id=job_id)
+    except Job.DoesNotExist:
+        log.warning(
+            "job %s no longer exists (deleted with its scene or project?); its queued message is dropped", job_id
+        )
+
+
 @shared_task(**INGEST_TASK)
 def ingest_scene_task(job_id: int) -> None:
     """Ingest an uploaded scene (default queue)."""
-    services.ingest_job_run(job_id=job_id)
+    _run(services.ingest_job_run, job_id)
 
 
 @shared_task(**GPU_TASK)
 def gpu_embed_task(job_id: int) -> None:
     """Embed a scene's patch grid (gpu queue)."""
-    services.embed_job_run(job_id=job_id)
+    _run(services.embed_job_run, job_id)
 
 
 @shared_task(**GPU_TASK)
 def gpu_search_task(job_id: int) -> None:
     """Visual search of a scene (gpu queue)."""
-    services.search_job_run(job_id=job_id)
+    _run(services.search_job_run, job_id)
 
 
 @shared_task(**GPU_TASK)
 def gpu_refine_task(job_id: int) -> None:
     """SAM2 refinement of detections (gpu queue)."""
-    services.refine_job_run(job_id=job_id)
+    _run(services.refine_job_run, job_id)
 
 
 @shared_task(**GPU_TASK)
 def interactive_refine_task(job_id: int) -> None:
     """SAM2 refinement of one detection a reviewer is waiting for (gpu_interactive queue)."""
-    services.refine_job_run(job_id=job_id)
+    _run(services.refine_job_run, job_id)
 
 
 @shared_task(**REQUERY_TASK)
 def requery_proposals_task(job_id: int) -> None:
     """Update proposals from a scene's cached grid (default queue: no backbone, never behind an embedding)."""
-    services.requery_job_run(job_id=job_id)
+    _run(services.requery_job_run, job_id)
 
 
 @worker_process_init.connect

@@ -78,6 +78,7 @@ export function csrfToken(): string {
 }
 
 async function parse<T>(response: Response): Promise<T> {
+  if (response.status === 204) return null as T;
   if (response.ok) return (await response.json()) as T;
   let body: ApiErrorBody | null = null;
   try {
@@ -93,20 +94,32 @@ export async function getJson<T>(url: string): Promise<T> {
   return parse<T>(await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
 }
 
-/** POST a JSON body (session cookie + CSRF header); the answer's JSON, or an ApiError. */
-export async function postJson<T>(url: string, body: unknown = {}): Promise<T> {
+/** A write with a JSON body (session cookie + CSRF header); the answer's JSON (null for 204), or an ApiError. */
+async function sendJson<T>(method: "POST" | "PATCH" | "DELETE", url: string, body?: unknown): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url, {
-      method: "POST",
+      method,
       credentials: "same-origin",
       headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify(body),
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, "network", "The server could not be reached; check the connection and try again.", null);
   }
   return parse<T>(response);
+}
+
+export function postJson<T>(url: string, body: unknown = {}): Promise<T> {
+  return sendJson<T>("POST", url, body);
+}
+
+export function patchJson<T>(url: string, body: unknown): Promise<T> {
+  return sendJson<T>("PATCH", url, body);
+}
+
+export function deleteJson<T>(url: string): Promise<T> {
+  return sendJson<T>("DELETE", url);
 }
 
 /** A readable one-liner for an error from the API (message plus field details, when there are any). */

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from contextlib import contextmanager
 
 import pytest
 
@@ -33,15 +34,31 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
-    """A fresh browser context and page; console errors are collected on `page.console_errors`."""
+@contextmanager
+def fresh_page(browser):
+    """A page in a browser context of its own; console errors are collected on `page.console_errors`."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.console_errors = []
     page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context and page."""
+    with fresh_page(browser) as page:
+        yield page
+
+
+@pytest.fixture
+def second_page(browser):
+    """A second, separate browser context (another person at another computer)."""
+    with fresh_page(browser) as page:
+        yield page
 
 
 def pytest_collection_modifyitems(items):

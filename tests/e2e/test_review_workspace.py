@@ -12,7 +12,14 @@ from gpu_tasks.models import Job, JobStatus
 from review.models import ReviewEvent
 from tests.conftest import ARTIFACTS, make_user
 from tests.e2e.test_review_keys import press_and_wait, wait_selected
-from tests.e2e.test_scene_search import add_detection, card_facts, open_scene, page_points, wait_for_features_at
+from tests.e2e.test_scene_search import (
+    add_detection,
+    card_facts,
+    kiln_detection,
+    open_scene,
+    page_points,
+    wait_for_features_at,
+)
 from tests.gpu_tasks.conftest import start_worker  # noqa: F401 (a fixture: a real Celery worker)
 from tests.gpu_tasks.support import px_box_to_polygon
 
@@ -33,17 +40,6 @@ def reviewer(project):
     user = make_user("reviewer")
     membership_set(project=project, user=user, role=Role.REVIEWER)
     return user
-
-
-@pytest.fixture
-def second_page(browser):
-    """A second, separate browser context (another person at another computer)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.console_errors = []
-    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
-    yield page
-    context.close()
 
 
 def ring_3857(polygon: Polygon) -> list[list[float]]:
@@ -74,20 +70,6 @@ def shot(page, name: str) -> None:
 
 def annotation_call(response, example, method: str) -> bool:
     return f"/api/annotations/{example.pk}/" in response.url and response.request.method == method
-
-
-def kiln_detection(scene, box_px, status, score):
-    """A Brick Kiln search detection on a pixel box of the scene."""
-    polygon = px_box_to_polygon(scene, box_px)
-    return Detection.objects.create(
-        scene=scene,
-        object_class=scene.project.classes.get(name="Brick Kiln"),
-        geometry=polygon,
-        bbox=polygon.envelope,
-        score=score,
-        source=DetectionSource.SEARCH,
-        status=status,
-    )
 
 
 def test_a_conflict_between_two_reviewers_shows_who_decided_and_the_current_state(

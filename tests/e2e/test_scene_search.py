@@ -170,7 +170,13 @@ def test_a_viewer_sees_detections_but_no_write_controls(page, live_server, scene
 
 
 def add_detection(scene, planted_name, status, score):
-    polygon = px_box_to_polygon(scene, BY_NAME[planted_name].box_px)
+    """A Brick Kiln search detection on a planted object of the scene."""
+    return kiln_detection(scene, BY_NAME[planted_name].box_px, status, score)
+
+
+def kiln_detection(scene, box_px, status, score):
+    """A Brick Kiln search detection on a pixel box of the scene."""
+    polygon = px_box_to_polygon(scene, box_px)
     return Detection.objects.create(
         scene=scene,
         object_class=scene.project.classes.get(name="Brick Kiln"),

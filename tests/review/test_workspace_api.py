@@ -4,7 +4,6 @@ import math
 import random
 
 import pytest
-from django.contrib.gis.geos import Polygon
 from django.test import Client
 from django.test.signals import template_rendered
 
@@ -15,24 +14,11 @@ from annotate.models import (
     DetectionStatus,
     Membership,
     Role,
-    Scene,
-    SceneStatus,
 )
 from annotate.services import membership_set
 from review import selectors
 from tests.conftest import client_for, make_user
-
-FOOTPRINT = (10.0, 50.0, 10.1, 50.1)
-
-
-def box(x0, y0, x1, y1) -> Polygon:
-    p = Polygon.from_bbox((x0, y0, x1, y1))
-    p.srid = 4326
-    return p
-
-
-def geojson_box(x0, y0, x1, y1) -> dict:
-    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+from tests.review.conftest import box, geojson_box
 
 
 def detection_at(scene, cls, lon, lat, score=0.5, status=DetectionStatus.PROPOSED) -> Detection:
@@ -40,28 +26,6 @@ def detection_at(scene, cls, lon, lat, score=0.5, status=DetectionStatus.PROPOSE
     return Detection.objects.create(
         scene=scene, object_class=cls, geometry=g, bbox=g, score=score, status=status, source=DetectionSource.SEARCH
     )
-
-
-@pytest.fixture
-def scene(project):
-    return Scene.objects.create(project=project, name="s", status=SceneStatus.READY, footprint=box(*FOOTPRINT))
-
-
-@pytest.fixture
-def classes(project):
-    return list(project.classes.order_by("index")[:2])
-
-
-@pytest.fixture
-def reviewer(project):
-    user = make_user("rita")
-    membership_set(project=project, user=user, role=Role.REVIEWER)
-    return user
-
-
-@pytest.fixture
-def rapi(reviewer):
-    return client_for(reviewer)
 
 
 def queue_ids(client, scene, **query) -> list[int]:

@@ -1,7 +1,7 @@
 // Review calls: each carries the version it was decided on and a fresh client id; applied to the store at once,
 // replaced by the server's answer, rolled back (or set to the server's current state on a 409) on failure.
-import { ApiError, errorText, postJson } from "../api";
-import { clientId, DecisionOut, deleteJson, ReviewEventOut } from "./api";
+import { ApiError, deleteJson, errorText, postJson } from "../api";
+import { clientId, DecisionOut, ReviewEventOut } from "./api";
 import { DetectionStore, ReviewState, stateOf } from "./store";
 
 type Geometry = { type: string; coordinates: unknown };

@@ -1,8 +1,7 @@
 // The class rows of the scene panel: the active class (remembered per user and project), which classes a search
 // covers, and counts of examples and shown detections per class.
-import { errorText, getJson, ObjectClass, Page } from "../api";
+import { errorText, getJson, ObjectClass, Page, patchJson } from "../api";
 import { el } from "../dom";
-import { patchJson } from "../review/api";
 
 export interface ClassListHost {
   activeChanged(cls: ObjectClass): void;

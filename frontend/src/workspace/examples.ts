@@ -8,8 +8,7 @@ import VectorLayer from "ol/layer/Vector";
 import VectorSource from "ol/source/Vector";
 import { Fill, Stroke, Style } from "ol/style";
 import { VERTEX_STYLE } from "./vertices";
-import { AnnotationProps, ApiFeature, errorText, FeaturePage, getJson, ObjectClass, postJson } from "../api";
-import { deleteJson, patchJson } from "../review/api";
+import { AnnotationProps, ApiFeature, deleteJson, errorText, FeaturePage, getJson, ObjectClass, patchJson, postJson } from "../api";
 import { geometryToLonLat, readFeatures, withAlpha } from "../scene-layers";
 
 const HALO = new Stroke({ color: "rgba(15, 18, 28, 0.55)", width: 4.5 });

@@ -55,11 +55,6 @@ export class DetectionStore {
     this.emit(state);
   }
 
-  /** Forget every override (the tiles were reloaded and carry the server's state). */
-  clear(): void {
-    this.items.clear();
-  }
-
   private emit(state: ReviewState): void {
     for (const l of this.listeners) l(state);
   }

@@ -120,7 +120,6 @@ export class ReviewWorkspace {
     if (target === null) {
       this.selectedId = null;
       this.selection.show(null);
-      this.tiles.setSelected(null);
       this.card.forget();
       this.renderCard();
       this.host.selectionChanged(null);
@@ -138,7 +137,6 @@ export class ReviewWorkspace {
     this.store.put(stateOf(feature));
     this.selectedId = id;
     const f = this.selection.show(feature);
-    this.tiles.setSelected(id);
     this.card.forget();
     this.renderCard();
     this.host.selectionChanged(id);

@@ -31,7 +31,6 @@ export class DetectionTiles {
   private readonly hiddenStatuses = new Set<DetectionStatus>();
   /** Proposals of a class below its floor are hidden (the per-class score sliders). */
   private readonly floors = new Map<number, number>();
-  private selectedId: number | null = null;
   private readonly styleCache = new Map<string, Style[]>();
   private reloads = 0;
 
@@ -87,10 +86,6 @@ export class DetectionTiles {
     this.layer.changed();
   }
 
-  isStatusShown(status: DetectionStatus): boolean {
-    return !this.hiddenStatuses.has(status);
-  }
-
   setFloor(classId: number, value: number): void {
     this.floors.set(classId, value);
     this.layer.changed();
@@ -108,15 +103,6 @@ export class DetectionTiles {
       this.restyleTimer = null;
       this.layer.changed();
     }, 250);
-  }
-
-  /** The selected detection is drawn by the selection layer above its tile copy (no tile is redrawn for it). */
-  setSelected(id: number | null): void {
-    this.selectedId = id;
-  }
-
-  get selected(): number | null {
-    return this.selectedId;
   }
 
   /** A tile feature as it should be shown now (the page's state wins when it is as new or newer). */

@@ -567,13 +567,17 @@ def test_queue_orders_optimistic_moves_and_a_lost_answer_retried_without_a_dupli
     # The next proposal is shown while the decision is still on its way.
     held = []
     page.route(f"**/api/detections/{best.pk}/review/", lambda route: held.append(route))
-    page.keyboard.press("a")
-    wait_selected(page, middle.pk)
-    for _ in range(100):  # the route's handler runs when Playwright hands the event over, not at once
+    with page.expect_request(f"**/api/detections/{best.pk}/review/"):
+        page.keyboard.press("a")
+        wait_selected(page, middle.pk)
+    # The route's handler runs when Playwright hands the event over, which on a loaded machine (CI) can be
+    # seconds after the request event: wait for it rather than for a fixed time.
+    for _ in range(600):
         if held:
             break
         page.wait_for_timeout(50)
-    assert len(held) == 1 and not ReviewEvent.objects.exists()
+    assert len(held) == 1, "the decision's request never reached the route"
+    assert not ReviewEvent.objects.exists()
     with page.expect_response(f"**/api/detections/{best.pk}/review/") as answer:
         held[0].continue_()
     assert answer.value.status == 200

@@ -15,7 +15,12 @@ class Action(StrEnum):
     DELETE_SCENE = "delete scenes"
     ANNOTATE = "draw examples"
     REVIEW = "review detections"
+    BULK_REVIEW = "accept or reject in bulk"
     RUN_JOBS = "run jobs"
+    MANAGE_MEMBERS = "manage members"
+    MANAGE_CELLS = "split scenes into work cells and assign them"
+    REOPEN_CELLS = "reopen a done work cell"
+    EXPORT_EVENTS = "download the review events"
 
 
 ALLOWED_ROLES: dict[Action, set[str]] = {
@@ -25,7 +30,12 @@ ALLOWED_ROLES: dict[Action, set[str]] = {
     Action.DELETE_SCENE: {Role.MANAGER},
     Action.ANNOTATE: {Role.MANAGER, Role.ANNOTATOR, Role.REVIEWER},
     Action.REVIEW: {Role.MANAGER, Role.REVIEWER},
+    Action.BULK_REVIEW: {Role.MANAGER},
     Action.RUN_JOBS: {Role.MANAGER, Role.ANNOTATOR, Role.REVIEWER},
+    Action.MANAGE_MEMBERS: {Role.MANAGER},
+    Action.MANAGE_CELLS: {Role.MANAGER},
+    Action.REOPEN_CELLS: {Role.MANAGER},
+    Action.EXPORT_EVENTS: {Role.MANAGER},
 }
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: real PostGIS (pytest-django's test database), real Redis, sample scenes, users."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ NEON = SAMPLES / "neon_trees_OSBS_029.tif"
 NAIP = SAMPLES / "naip_rgbn_m_4709963_se_14_1_20200831.tif"
 AERIAL = SAMPLES / "aerial_0.6m_epsg3857_cogeo.tif"
 ARTIFACTS = ROOT / "test-artifacts"
-TEST_CACHE_URL = "redis://127.0.0.1:6379/15"
+# TEST_CACHE_DB lets two test runs on one machine keep their caches (sessions, presence) apart.
+TEST_CACHE_URL = f"redis://127.0.0.1:6379/{os.environ.get('TEST_CACHE_DB', '15')}"
 
 
 @pytest.fixture(autouse=True)

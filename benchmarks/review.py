@@ -555,7 +555,10 @@ def main() -> None:
     parser.add_argument("--requery-runs", type=int, default=5)
     parser.add_argument("--broker-url", default=None,
                         help="a Redis database of its own for review_requery's worker, flushed (default: its own)")
-    parser.add_argument("--skip", default="", help="comma list of parts to leave out: http,browser,requery")
+    parser.add_argument("--team-reviewers", type=int, default=20, help="simulated reviewers at once (part team)")
+    parser.add_argument("--team-seconds", type=float, default=90, help="how long the team works")
+    parser.add_argument("--team-think", type=float, default=1.0, help="seconds a reviewer looks at an item (mean)")
+    parser.add_argument("--skip", default="", help="comma list of parts to leave out: http,browser,team,requery")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -564,7 +567,7 @@ def main() -> None:
         f"{scene.detections.count():,} detections ({scene.detections.filter(status='proposed').count():,} proposed); "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     figures: dict = {}
-    if not {"http", "browser"} <= skip:
+    if not {"http", "browser", "team"} <= skip:
         web_port, proxy_port = free_ports(2)
         env = {**os.environ, "WEB_PORT": str(web_port)}
         say(f"server: nginx :{proxy_port} -> {procfile_web_command()}  (WEB_PORT={web_port})")
@@ -583,6 +586,14 @@ def main() -> None:
                 if "browser" not in skip:
                     say("\nChromium (the scene page as built now):")
                     figures.update(browser_figures(base, scene, empty, args))
+                if "team" not in skip:
+                    from benchmarks import review_team
+
+                    say("\nA team at once, through nginx -> gunicorn (benchmarks/review_team.py):")
+                    lat = (scene.footprint.extent[1] + scene.footprint.extent[3]) / 2
+                    figures.update(review_team.run(
+                        base, scene, reviewers=args.team_reviewers, seconds=args.team_seconds,
+                        think_s=args.team_think, tile_zoom=geo.native_zoom(scene.gsd_m, lat) - 1, log=say))
             finally:
                 for proc in reversed(servers):
                     proc.terminate()
@@ -609,6 +620,16 @@ def summary(f: dict) -> None:
         rows.append(("GeoJSON viewport p95 <= 200 ms (review zoom)", pct(f["geojson_review_ms"], 95), 200.0))
         rows.append(("vector-tile viewport p95 <= 200 ms (review zoom)", pct(f["mvt_review_viewport_ms"], 95), 200.0))
         rows.append(("vector-tile viewport p95 <= 200 ms (whole scene)", pct(f["mvt_whole_viewport_ms"], 95), 200.0))
+    if "team_decision_ms" in f:
+        n = f["team_reviewers"]
+        rows.append((f"{n} reviewers: decision p95 <= 100 ms", pct(f["team_decision_ms"], 95), 100.0))
+        rows.append((f"{n} reviewers: viewport p95 <= 200 ms", pct(f["team_viewport_ms"], 95), 200.0))
+        if f["team_live_delay_s"]:
+            rows.append((f"{n} reviewers: live-update delay p95 <= 2 s", pct(f["team_live_delay_s"], 95), 2.0))
+        for key, label in (("team_errors", "errors"), ("team_duplicate_serves", "duplicate serves"),
+                           ("team_lost_events", "lost updates (events)"),
+                           ("team_inconsistent", "lost updates (versions)"), ("team_live_never", "live never came")):
+            rows.append((f"{n} reviewers: {label} = 0", float(f[key]), 0.0))
     if "frame_ratio" in f:
         rows.append(("frame time ratio <= 2x", f["frame_ratio"], TARGET_FRAME_RATIO))
     if "key_shown_ms" in f:

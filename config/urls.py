@@ -12,6 +12,7 @@ from annotate import views as pages
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
 from review import apis as review_apis
+from review import cell_apis
 
 handler404 = "annotate.api_errors.json_404"
 handler500 = "annotate.api_errors.json_500"
@@ -69,6 +70,15 @@ api = [
     path(
         "scenes/<int:scene_id>/score-histogram/", review_apis.ScoreHistogramApi.as_view(), name="api-score-histogram"
     ),
+    path("scenes/<int:scene_id>/cells/", cell_apis.SceneCellsApi.as_view(), name="api-scene-cells"),
+    path("scenes/<int:scene_id>/cells/split/", cell_apis.SceneCellsSplitApi.as_view(), name="api-cells-split"),
+    path(
+        "scenes/<int:scene_id>/cells/assign-round-robin/", cell_apis.SceneCellsRoundRobinApi.as_view(),
+        name="api-cells-round-robin",
+    ),
+    path("cells/<int:pk>/assign/", cell_apis.CellAssignApi.as_view(), name="api-cell-assign"),
+    path("cells/<int:pk>/done/", cell_apis.CellDoneApi.as_view(), name="api-cell-done"),
+    path("cells/<int:pk>/reopen/", cell_apis.CellReopenApi.as_view(), name="api-cell-reopen"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

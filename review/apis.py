@@ -11,7 +11,7 @@ from annotate import selectors as annotate_selectors
 from annotate.models import Detection, DetectionStatus
 from annotate.serializers import DetectionSerializer
 
-from . import selectors, services
+from . import queue_leases, selectors, services
 from .serializers import (
     BulkOutputSerializer,
     BulkReviewInputSerializer,
@@ -174,9 +174,10 @@ class ReviewQueueApi(APIView):
         after = None
         if "after" in query:
             after = selectors.detection_get(user=request.user, detection_id=query["after"])
-        items = selectors.review_queue(
-            scene=scene, order=query["order"], after=after, backwards=query["direction"] == "previous",
-            threshold=query["threshold"], limit=query["limit"],
+        # Served tier by tier (own work cells, then free ones) and leased to the caller (review.queue_leases).
+        items = queue_leases.review_queue_served(
+            user=request.user, scene=scene, order=query["order"], after=after,
+            backwards=query["direction"] == "previous", threshold=query["threshold"], limit=query["limit"],
         )
         return Response({"order": query["order"], "detections": DetectionSerializer(items, many=True).data})
 

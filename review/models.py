@@ -83,3 +83,6 @@ class ReviewEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Review events are append-only; record a new event (undo) instead.")
+
+
+from .cells_models import CellStatus, QueueLease, WorkCell  # noqa: E402,F401 - the app's models, in their own module

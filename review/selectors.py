@@ -25,7 +25,7 @@ class QueueOrder:
 _KEY_SQL = {QueueOrder.SCORE: "(COALESCE(score, 0.0) * -1)", QueueOrder.SPATIAL: "spatial_key"}
 _KEYSET_SQL = """
 SELECT id FROM annotate_detection
-WHERE scene_id = %(scene)s AND status = 'proposed' {after}
+WHERE scene_id = %(scene)s AND status = 'proposed' {after} {extra}
 ORDER BY {key} {direction}, id {direction} LIMIT %(limit)s
 """
 
@@ -64,18 +64,30 @@ def events_since(
 
 def review_queue(
     *, scene: Scene, order: str = QueueOrder.SCORE, after: Detection | None = None, backwards: bool = False,
-    threshold: float = 0.5, limit: int = 1,
+    threshold: float = 0.5, limit: int = 1, extra: tuple[str, dict] = ("", {}),
 ) -> list[Detection]:
     """Proposed detections of a scene after (or before) `after` in queue order; the head when `after` is None.
 
-    `after` need not be proposed any more (the one just decided): the queue goes on from its key.
+    `after` need not be proposed any more (the one just decided): the queue goes on from its key. `extra` is more
+    SQL conditions on the rows and their parameters (review.queue_leases: work cell tiers and others' leases).
     """
-    if order == QueueOrder.UNCERTAINTY:
-        ids = _uncertainty_ids(scene=scene, after=after, backwards=backwards, threshold=threshold, limit=limit)
-    else:
-        ids = _keyset_ids(scene=scene, order=order, after=after, backwards=backwards, limit=limit)
+    ids = review_queue_ids(
+        scene=scene, order=order, after=after, backwards=backwards, threshold=threshold, limit=limit, extra=extra
+    )
     found = Detection.objects.select_related("object_class", "reviewer").in_bulk(ids)
     return [found[i] for i in ids if i in found]
+
+
+def review_queue_ids(
+    *, scene: Scene, order: str, after: Detection | None, backwards: bool, threshold: float, limit: int,
+    extra: tuple[str, dict] = ("", {}),
+) -> list[int]:
+    """The ids review_queue serves, in order."""
+    if order == QueueOrder.UNCERTAINTY:
+        return _uncertainty_ids(
+            scene=scene, after=after, backwards=backwards, threshold=threshold, limit=limit, extra=extra
+        )
+    return _keyset_ids(scene=scene, order=order, after=after, backwards=backwards, limit=limit, extra=extra)
 
 
 def _queue_key(detection: Detection, order: str):
@@ -85,15 +97,17 @@ def _queue_key(detection: Detection, order: str):
     return (detection.score or 0.0) * -1
 
 
-def _keyset_ids(*, scene: Scene, order: str, after: Detection | None, backwards: bool, limit: int) -> list[int]:
+def _keyset_ids(
+    *, scene: Scene, order: str, after: Detection | None, backwards: bool, limit: int, extra: tuple[str, dict]
+) -> list[int]:
     """Ids of the next `limit` proposed detections in an indexed order, by a row comparison on (key, id)."""
     key = _KEY_SQL[order]
-    params = {"scene": scene.pk, "limit": limit}
+    params = {**extra[1], "scene": scene.pk, "limit": limit}
     after_sql = ""
     if after is not None:
         after_sql = f"AND ({key}, id) {'<' if backwards else '>'} (%(after_key)s, %(after_id)s)"
         params |= {"after_key": _queue_key(after, order), "after_id": after.pk}
-    sql = _KEYSET_SQL.format(after=after_sql, key=key, direction="DESC" if backwards else "ASC")
+    sql = _KEYSET_SQL.format(after=after_sql, key=key, direction="DESC" if backwards else "ASC", extra=extra[0])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
@@ -106,7 +120,7 @@ _UNCERTAINTY_SQL = """
 SELECT id, abs(COALESCE(score, 0.0) - %(t)s) AS key FROM annotate_detection
 WHERE scene_id = %(scene)s AND status = 'proposed'
   AND ((COALESCE(score, 0.0) * -1) BETWEEN %(up_lo)s AND %(up_hi)s
-       OR (COALESCE(score, 0.0) * -1) BETWEEN %(down_lo)s AND %(down_hi)s) {after}
+       OR (COALESCE(score, 0.0) * -1) BETWEEN %(down_lo)s AND %(down_hi)s) {after} {extra}
 ORDER BY key {direction}, id {direction} LIMIT %(limit)s
 """
 _WINDOWS = (0.002, 0.02, 0.2, 2.0)  # the last holds every score in [0, 1]
@@ -114,17 +128,17 @@ _SLACK = 1e-9  # score ranges a little wider than the window, against rounding i
 
 
 def _uncertainty_ids(
-    *, scene: Scene, after: Detection | None, backwards: bool, threshold: float, limit: int
+    *, scene: Scene, after: Detection | None, backwards: bool, threshold: float, limit: int, extra: tuple[str, dict]
 ) -> list[int]:
     """Ids of the next `limit` proposed detections nearest the threshold first (key: |score - threshold|, id)."""
     t = threshold
     k0 = abs((after.score or 0.0) - t) if after is not None else 0.0
-    params = {"scene": scene.pk, "t": t, "limit": limit}
+    params = {**extra[1], "scene": scene.pk, "t": t, "limit": limit}
     after_sql = ""
     if after is not None:
         after_sql = f"AND (abs(COALESCE(score, 0.0) - %(t)s), id) {'<' if backwards else '>'} (%(k0)s, %(i0)s)"
         params |= {"k0": k0, "i0": after.pk}
-    sql = _UNCERTAINTY_SQL.format(after=after_sql, direction="DESC" if backwards else "ASC")
+    sql = _UNCERTAINTY_SQL.format(after=after_sql, direction="DESC" if backwards else "ASC", extra=extra[0])
     for width in _WINDOWS:
         lo, hi = (max(0.0, k0 - width), k0) if backwards else (k0, k0 + width)
         # score in [t + lo, t + hi] or [t - hi, t - lo], written on the index's key (-score).

@@ -16,8 +16,17 @@ from annotate.errors import Conflict, DomainError
 from annotate.models import Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
 from annotate.permissions import Action, require
 
+from .cells import cells_guard_decision
 from .errors import NothingToUndo, StaleVersion
 from .models import ReviewEvent, ReviewVerb
+from .queue_leases import leases_release
+
+
+def _guard(*, scene_id: int, ids=(), geometries=()) -> None:
+    """Every writer, in its transaction: refuse a change in a done work cell (409 cell_done), start the open cells it
+    lands in, and free the queue leases of the detections it decides."""
+    cells_guard_decision(scene_id=scene_id, detection_ids=ids, geometries=geometries)
+    leases_release(detection_ids=ids)
 
 
 def _require_review(*, actor: AbstractBaseUser, project) -> None:
@@ -78,6 +87,7 @@ def _apply(
     before = Detection.objects.select_for_update(of=("self",)).filter(pk=detection.pk, version=expected_version).first()
     if before is None:
         raise _stale(detection.pk, expected_version)
+    _guard(scene_id=before.scene_id, ids=[detection.pk], geometries=[geometry])
     changes: dict = {"reviewer": actor, "reviewed_at": timezone.now(), "version": F("version") + 1}
     if status is not None:
         changes["status"] = status
@@ -208,6 +218,7 @@ def detection_create_manual(
         raise Conflict("That class belongs to another project; choose one of this project's classes.")
 
     def write() -> ReviewEvent:
+        _guard(scene_id=scene.pk, geometries=[geometry])
         bbox = Polygon.from_bbox(geometry.extent)
         bbox.srid = 4326
         detection = Detection.objects.create(
@@ -233,6 +244,7 @@ def detection_delete_manual(
         raise Conflict("Only detections drawn by a reviewer can be deleted; reject a proposal instead.")
 
     def write() -> ReviewEvent:
+        _guard(scene_id=detection.scene_id, ids=[detection.pk])
         deleted, _ = Detection.objects.filter(pk=detection.pk, version=expected_version).delete()
         if not deleted:
             raise _stale(detection.pk, expected_version)
@@ -251,6 +263,7 @@ def _undo_one(*, event: ReviewEvent, actor: AbstractBaseUser, client_id: str, ba
     if event.verb == ReviewVerb.DELETE_MANUAL:
         if Detection.objects.filter(pk=event.detection_id).exists():
             raise NothingToUndo("This drawn object already exists again; nothing to undo.")
+        _guard(scene_id=event.scene_id, geometries=[event.geometry_before])
         bbox = Polygon.from_bbox(event.geometry_before.extent)
         bbox.srid = 4326
         # Same id, so the trail of the restored object continues where it stopped.
@@ -273,6 +286,7 @@ def _undo_one(*, event: ReviewEvent, actor: AbstractBaseUser, client_id: str, ba
             detail={"current": _state(detection) if detection else None, "event": event.pk},
         )
     if event.verb == ReviewVerb.CREATE_MANUAL:
+        _guard(scene_id=event.scene_id, ids=[detection.pk])
         Detection.objects.filter(pk=detection.pk, version=event.version_after).delete()
         return ReviewEvent.objects.create(
             detection_id=detection.pk, project_id=event.project_id, scene_id=event.scene_id, actor=actor,
@@ -306,6 +320,7 @@ def _undo_status_group(*, group: list[ReviewEvent], actor: AbstractBaseUser, cli
                 "would overwrite someone's later change; undo nothing, or decide those detections one by one.",
                 detail={"current": _state(current) if current else None, "event": e.pk},
             )
+    _guard(scene_id=group[0].scene_id, ids=list(locked))
     now = timezone.now()
     for status in {e.status_before for e in group}:
         Detection.objects.filter(pk__in=[e.detection_id for e in group if e.status_before == status]).update(
@@ -376,7 +391,7 @@ def detections_bulk_review(
     comment: str = "",
 ) -> list[ReviewEvent]:
     """Decide many proposed detections at once: one event each, all sharing a batch id (undone as a group)."""
-    _require_review(actor=actor, project=scene.project)
+    require(annotate_selectors.role_of(user=actor, project=scene.project), Action.BULK_REVIEW)  # managers only
     done = _replayed(actor=actor, client_id=client_id)
     if done is not None:
         return list(ReviewEvent.objects.filter(batch_id=done.batch_id))
@@ -393,6 +408,7 @@ def detections_bulk_review(
                 .only("pk", "status", "object_class_id", "geometry", "version", "scene_id")
             )
             if locked:
+                _guard(scene_id=scene.pk, ids=[d.pk for d in locked])
                 # One UPDATE and one INSERT for the whole set: the rows are locked, so their versions hold.
                 Detection.objects.filter(pk__in=[d.pk for d in locked]).update(
                     status=verdict, reviewer=actor, reviewed_at=timezone.now(), version=F("version") + 1

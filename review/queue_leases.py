@@ -1,0 +1,103 @@
+"""The review queue served with leases: each detection handed to a reviewer is held for them for REVIEW_LEASE_S
+seconds (or until a decision on it), so two reviewers asking at once never get the same one. With work cells, a
+reviewer is served their own open cells first, then free ones (unassigned cells, or no cell), never others'."""
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+
+from annotate.models import Detection, DetectionStatus, Scene
+
+from . import cell_selectors, selectors
+
+MAX_ROUNDS = 5  # lost races are rare (skip-locked rows, or a lease taken between the read and the upsert)
+
+# Take a lease where there is none, where it expired, or where it is the asker's own (then it is extended); the
+# WHERE of DO UPDATE sees the latest committed lease, so of two concurrent askers only one gets each row.
+_LEASE_SQL = """
+INSERT INTO review_queuelease (detection_id, user_id, expires_at)
+SELECT unnest(%(ids)s::bigint[]), %(user)s, now() + make_interval(secs => %(seconds)s)
+ON CONFLICT (detection_id) DO UPDATE SET user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at
+WHERE review_queuelease.user_id = EXCLUDED.user_id OR review_queuelease.expires_at <= now()
+RETURNING detection_id
+"""
+
+
+def lease_seconds() -> float:
+    """How long a served detection is held for its reviewer."""
+    return float(getattr(settings, "REVIEW_LEASE_S", 90))
+
+
+def leases_take(*, user: AbstractBaseUser, ids: list[int]) -> set[int]:
+    """Lease what can be leased of `ids` to `user`; the ids they now hold."""
+    if not ids:
+        return set()
+    with transaction.atomic():
+        # Rows another asker is leasing right now are skipped, not waited for: the queue moves on to the next.
+        locked = [
+            d.pk
+            for d in Detection.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
+            .filter(pk__in=ids, status=DetectionStatus.PROPOSED)
+            .only("pk")
+        ]
+        if not locked:
+            return set()
+        with connection.cursor() as cursor:
+            cursor.execute(_LEASE_SQL, {"ids": locked, "user": user.pk, "seconds": lease_seconds()})
+            return {row[0] for row in cursor.fetchall()}
+
+
+def leases_release(*, detection_ids) -> None:
+    """Free the leases of decided detections (whoever held them)."""
+    ids = [int(i) for i in detection_ids]
+    if ids:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM review_queuelease WHERE detection_id = ANY(%s)", [ids])
+
+
+def _tiers(scene: Scene) -> list[str]:
+    """The queue's tiers in serving order: without cells, one (everything)."""
+    if not cell_selectors.scene_has_cells(scene):
+        return [""]
+    return [cell_selectors.OWN_TIER_SQL, cell_selectors.FREE_TIER_SQL]
+
+
+def review_queue_served(
+    *, user: AbstractBaseUser, scene: Scene, order: str, after: Detection | None = None, backwards: bool = False,
+    threshold: float = 0.5, limit: int = 1,
+) -> list[Detection]:
+    """The next (or previous) `limit` proposed detections for `user`, tier by tier, each leased to them."""
+    tiers = _tiers(scene)
+    start = 0 if not backwards else len(tiers) - 1
+    if after is not None and len(tiers) > 1:
+        tier = cell_selectors.queue_tier_of(detection_id=after.pk, user=user)
+        if tier is None:  # `after` is in someone else's or a done cell now: start again from the top
+            if backwards:
+                return []
+            after = None
+        else:
+            start = tier
+    with connection.cursor() as cursor:  # the asker's stale leases would only grow the table
+        cursor.execute("DELETE FROM review_queuelease WHERE user_id = %s AND expires_at <= now()", [user.pk])
+    served: list[int] = []
+    params = {"scene": scene.pk, "user": user.pk}
+    order_of_tiers = range(start, len(tiers)) if not backwards else range(start, -1, -1)
+    for t in order_of_tiers:
+        tier_after = after if t == start else None
+        for _ in range(MAX_ROUNDS):
+            need = limit - len(served)
+            if need <= 0:
+                break
+            ids = selectors.review_queue_ids(
+                scene=scene, order=order, after=tier_after, backwards=backwards, threshold=threshold, limit=need,
+                extra=(tiers[t] + cell_selectors.NOT_LEASED_SQL, params),
+            )
+            if not ids:
+                break
+            got = leases_take(user=user, ids=ids)
+            served += [i for i in ids if i in got]
+            if len(ids) < need:
+                break  # the tier has no more
+            tier_after = Detection.objects.get(pk=ids[-1])
+    found = Detection.objects.select_related("object_class", "reviewer").in_bulk(served)
+    return [found[i] for i in served if i in found]

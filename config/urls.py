@@ -12,7 +12,7 @@ from annotate import views as pages
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
 from review import apis as review_apis
-from review import cell_apis
+from review import cell_apis, live_apis
 
 handler404 = "annotate.api_errors.json_404"
 handler500 = "annotate.api_errors.json_500"
@@ -60,6 +60,7 @@ api = [
     path("scenes/<int:scene_id>/detections/bulk-review/", review_apis.BulkReviewApi.as_view(), name="api-bulk-review"),
     path("scenes/<int:scene_id>/review-queue/", review_apis.ReviewQueueApi.as_view(), name="api-review-queue"),
     path("scenes/<int:scene_id>/events/", review_apis.SceneEventsApi.as_view(), name="api-scene-events"),
+    path("scenes/<int:scene_id>/live/", live_apis.SceneLiveApi.as_view(), name="api-scene-live"),
     path("review/events/", review_apis.EventsApi.as_view(), name="api-review-events"),
     path("scenes/<int:scene_id>/review-progress/", review_apis.ReviewProgressApi.as_view(), name="api-review-progress"),
     path("review/undo/", review_apis.UndoApi.as_view(), name="api-review-undo"),

@@ -58,6 +58,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cells/{id}/assign/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Give a cell to a reviewer, or to nobody (managers). */
+        post: operations["cells_assign_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cells/{id}/done/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Mark a cell done (its assignee or a manager): read-only until reopened. */
+        post: operations["cells_done_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cells/{id}/reopen/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Reopen a done cell (managers). */
+        post: operations["cells_reopen_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/classes/{id}/": {
         parameters: {
             query?: never;
@@ -65,14 +116,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description One class; managers may rename it or change its colour (its index never changes). */
+        /** @description One class; managers may rename, recolour or move it (its index never changes), or delete it while unused. */
         get: operations["classes_retrieve"];
         put?: never;
         post?: never;
-        delete?: never;
+        /** @description One class; managers may rename, recolour or move it (its index never changes), or delete it while unused. */
+        delete: operations["classes_destroy"];
         options?: never;
         head?: never;
-        /** @description One class; managers may rename it or change its colour (its index never changes). */
+        /** @description One class; managers may rename, recolour or move it (its index never changes), or delete it while unused. */
         patch: operations["classes_partial_update"];
         trace?: never;
     };
@@ -304,10 +356,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Your projects; POST creates one with you as manager and the default classes. */
+        /** @description Your projects; POST creates one with you as manager and no classes, the default eight, or a copy of another's. */
         get: operations["projects_list"];
         put?: never;
-        /** @description Your projects; POST creates one with you as manager and the default classes. */
+        /** @description Your projects; POST creates one with you as manager and no classes, the default eight, or a copy of another's. */
         post: operations["projects_create"];
         delete?: never;
         options?: never;
@@ -333,6 +385,23 @@ export interface paths {
         patch: operations["projects_partial_update"];
         trace?: never;
     };
+    "/api/projects/{project_id}/analytics/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Decisions per reviewer per hour, time per decision, accept rates per class and source, disagreements. */
+        get: operations["projects_analytics_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project_id}/classes/": {
         parameters: {
             query?: never;
@@ -340,11 +409,45 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description A project's classes; managers may add one (it gets the next stable index). */
+        /** @description A project's classes in list order; managers may add one (at the end, with the next stable index). */
         get: operations["projects_classes_list"];
         put?: never;
-        /** @description A project's classes; managers may add one (it gets the next stable index). */
+        /** @description A project's classes in list order; managers may add one (at the end, with the next stable index). */
         post: operations["projects_classes_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/classes/reorder/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description POST: put the project's classes in a new order (managers); the export indexes do not change. */
+        post: operations["projects_classes_reorder_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/events.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Every review event of the project (and scene, and time range) as CSV, for managers. */
+        get: operations["projects_events.csv_retrieve"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -367,6 +470,42 @@ export interface paths {
         head?: never;
         /** @description The caller in a project: their role and the class they last drew with (any member may set their own). */
         patch: operations["projects_me_partial_update"];
+        trace?: never;
+    };
+    "/api/projects/{project_id}/members/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET: a project's members (any member may read them). POST: add one by user name with a role (managers). */
+        get: operations["projects_members_list"];
+        put?: never;
+        /** @description GET: a project's members (any member may read them). POST: add one by user name with a role (managers). */
+        post: operations["projects_members_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/members/{user_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** @description PATCH: change a member's role; DELETE: remove them (managers; the last manager stays). */
+        delete: operations["projects_members_destroy"];
+        options?: never;
+        head?: never;
+        /** @description PATCH: change a member's role; DELETE: remove them (managers; the last manager stays). */
+        patch: operations["projects_members_partial_update"];
         trace?: never;
     };
     "/api/projects/{project_id}/scenes/": {
@@ -494,6 +633,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/scenes/{scene_id}/cells/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A scene's work cells with label, status, assignee and progress counts. */
+        get: operations["scenes_cells_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/scenes/{scene_id}/cells/assign-round-robin/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Deal the scene's unassigned cells to the chosen reviewers in turn (managers). */
+        post: operations["scenes_cells_assign_round_robin_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/scenes/{scene_id}/cells/split/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Split a scene (or a drawn area of it) into square cells of size_m metres (managers). */
+        post: operations["scenes_cells_split_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/scenes/{scene_id}/detections/bulk-review/": {
         parameters: {
             query?: never;
@@ -591,6 +781,23 @@ export interface paths {
         put?: never;
         /** @description POST to run a scene's ingest again (for example with other RGB bands: `{"bands": [4, 3, 2]}`). */
         post: operations["scenes_ingest_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/scenes/{scene_id}/live/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Events since a cursor, the others working on the scene now, and the cells' revision; records the caller. */
+        get: operations["scenes_live_retrieve"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -709,6 +916,118 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description GET /api/projects/{id}/analytics/. */
+        Analytics: {
+            project: number;
+            scene: number | null;
+            /** Format: date-time */
+            since: string | null;
+            /** Format: date-time */
+            until: string | null;
+            totals: components["schemas"]["AnalyticsTotals"];
+            activity: components["schemas"]["AnalyticsActivity"];
+            pace: components["schemas"]["AnalyticsPace"];
+            accept_rate: components["schemas"]["AnalyticsAcceptRate"];
+            disagreements: components["schemas"]["AnalyticsDisagreements"];
+        };
+        /** @description Accept rates per class and per source. */
+        AnalyticsAcceptRate: {
+            by_class: components["schemas"]["AnalyticsClassRate"][];
+            by_source: components["schemas"]["AnalyticsSourceRate"][];
+        };
+        /** @description Decisions per reviewer per hour (per day when the events span more than two weeks), UTC. */
+        AnalyticsActivity: {
+            bucket: components["schemas"]["BucketEnum"];
+            /** @description each bucket's start, UTC */
+            starts: string[];
+            series: components["schemas"]["AnalyticsActivitySeries"][];
+        };
+        /** @description One reviewer's decisions and undos per bucket (aligned with `starts`). */
+        AnalyticsActivitySeries: {
+            reviewer: number | null;
+            username: string;
+            decisions: number[];
+            undos: number[];
+            total_decisions: number;
+            total_undos: number;
+        };
+        /** @description Accepted and rejected detections of a class (by each one's latest decision). */
+        AnalyticsClassRate: {
+            object_class: number | null;
+            name: string;
+            color: string;
+            accepted: number;
+            rejected: number;
+            /** Format: double */
+            rate: number | null;
+        };
+        /** @description One decision that reversed the status another reviewer had set. */
+        AnalyticsDisagreement: {
+            event: number;
+            /** Format: date-time */
+            at: string;
+            scene: number;
+            scene_name: string;
+            detection: number;
+            reviewer: number | null;
+            reviewer_name: string;
+            verb: string;
+            status_before: string;
+            status_after: string;
+            previous_event: number;
+            previous_reviewer: number | null;
+            previous_reviewer_name: string;
+            previous_verb: string;
+            /** Format: date-time */
+            previous_at: string;
+            url: string;
+        };
+        /** @description Disagreements per pair of reviewers and the latest 50. */
+        AnalyticsDisagreements: {
+            total: number;
+            pairs: components["schemas"]["AnalyticsPair"][];
+            latest: components["schemas"]["AnalyticsDisagreement"][];
+        };
+        /** @description Time per decision: gaps over `break_seconds` are breaks and not counted. */
+        AnalyticsPace: {
+            break_seconds: number;
+            reviewers: components["schemas"]["AnalyticsPaceReviewer"][];
+        };
+        /** @description One reviewer's seconds per decision (null when no gap was timed) and the breaks left out. */
+        AnalyticsPaceReviewer: {
+            reviewer: number | null;
+            username: string;
+            /** Format: double */
+            median_seconds: number | null;
+            /** Format: double */
+            p90_seconds: number | null;
+            timed_decisions: number;
+            breaks: number;
+        };
+        /** @description How often `second` reversed a status set by `first`. */
+        AnalyticsPair: {
+            first: number | null;
+            first_name: string;
+            second: number | null;
+            second_name: string;
+            count: number;
+        };
+        /** @description Accepted and rejected detections of a source (search, refine, yolo, manual). */
+        AnalyticsSourceRate: {
+            source: string;
+            label: string;
+            accepted: number;
+            rejected: number;
+            /** Format: double */
+            rate: number | null;
+        };
+        /** @description Counted decisions, undo events, decisions that were undone, and reviewers with events. */
+        AnalyticsTotals: {
+            decisions: number;
+            undos: number;
+            undone_decisions: number;
+            reviewers: number;
+        };
         /** @description An example polygon as a GeoJSON Feature. */
         Annotation: {
             type: components["schemas"]["GisFeatureEnum"];
@@ -758,8 +1077,18 @@ export interface components {
             type?: components["schemas"]["GisFeatureCollectionEnum"];
             features?: components["schemas"]["Annotation"][];
         };
+        /** @description POST /api/cells/{id}/assign/: a reviewer's user id, or null to unassign. */
+        AssignInput: {
+            user: number | null;
+        };
         /** @enum {unknown} */
         BlankEnum: "";
+        /**
+         * @description * `hour` - hour
+         *     * `day` - day
+         * @enum {string}
+         */
+        BucketEnum: "hour" | "day";
         /** @description A bulk decision: its batch id (null when nothing matched), how many and which detections. */
         BulkOutput: {
             /** Format: uuid */
@@ -787,6 +1116,46 @@ export interface components {
              */
             score_max?: number;
         };
+        /** @description A scene's cells as a GeoJSON FeatureCollection, with the revision live updates compare. */
+        CellCollection: {
+            type: string;
+            features: components["schemas"]["CellFeature"][];
+            revision: string;
+        };
+        /** @description One cell as a GeoJSON feature. */
+        CellFeature: {
+            type: string;
+            id: number;
+            geometry: unknown;
+            properties: components["schemas"]["CellProperties"];
+        };
+        /** @description What the map shows of a cell. */
+        CellProperties: {
+            label: string;
+            row: number;
+            col: number;
+            /** Format: double */
+            size_m: number;
+            status: components["schemas"]["CellPropertiesStatusEnum"];
+            assignee: number | null;
+            assignee_name: string | null;
+            done_by_name: string | null;
+            /** Format: date-time */
+            done_at: string | null;
+            /** @description detections per status */
+            counts: {
+                [key: string]: number;
+            };
+            total: number;
+            decided: number;
+        };
+        /**
+         * @description * `open` - open
+         *     * `in_progress` - in_progress
+         *     * `done` - done
+         * @enum {string}
+         */
+        CellPropertiesStatusEnum: "open" | "in_progress" | "done";
         /** @description One class: proposed counts per score bin (bin i is [i/bins, (i+1)/bins), the last includes 1.0). */
         ClassHistogram: {
             object_class: number;
@@ -802,6 +1171,10 @@ export interface components {
             proposed: number;
             accepted: number;
             rejected: number;
+        };
+        /** @description POST /api/projects/{id}/classes/reorder/: every class id of the project, once each, in the new order. */
+        ClassReorderInput: {
+            order: number[];
         };
         /** @description What a change answers: its events and the detection now (null once deleted). */
         DecisionOutput: {
@@ -967,6 +1340,42 @@ export interface components {
          * @enum {string}
          */
         KindEnum: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "export";
+        /** @description One review event, compact: what a page needs to restyle a detection and say who changed it. */
+        LiveEvent: {
+            id: number;
+            detection: number;
+            verb: components["schemas"]["VerbEnum"];
+            /**
+             * @description "" after a drawn object was deleted
+             *
+             *     * `` - none
+             *     * `proposed` - Proposed
+             *     * `accepted` - Accepted
+             *     * `rejected` - Rejected
+             */
+            status_after: components["schemas"]["DetectionStatusEnum"] | components["schemas"]["BlankEnum"];
+            class_after: number | null;
+            version_after: number;
+            actor: number | null;
+            actor_name: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description the shape changed, or the object was drawn or deleted */
+            geometry_changed: boolean;
+        };
+        /** @description One poll's answer. */
+        LiveOutput: {
+            events: components["schemas"]["LiveEvent"][];
+            /** @description send it as `since` next time */
+            cursor: number;
+            /** @description more events are waiting: poll again at once */
+            more: boolean;
+            /** @description the caller's user id (their own events are in `events` too) */
+            you: number;
+            presence: components["schemas"]["Presence"][];
+            /** @description changes whenever the scene's work cells change */
+            cells_revision: string;
+        };
         /** @description POST /api/scenes/{id}/detections/manual/: a missed object, saved accepted. */
         ManualCreateInput: {
             /** @description unique per request; resend it on retry */
@@ -980,6 +1389,17 @@ export interface components {
             };
             /** @default  */
             comment: string;
+        };
+        /** @description A member of a project: the user's id and name and their role. */
+        Member: {
+            readonly user: number;
+            readonly username: string;
+            readonly role: components["schemas"]["RoleEnum"];
+        };
+        /** @description POST /api/projects/{id}/members/: a user name (as they sign in) and a role. */
+        MemberAddInput: {
+            username: string;
+            role: components["schemas"]["RoleEnum"];
         };
         /** @description A member and their role. */
         Membership: {
@@ -1023,13 +1443,15 @@ export interface components {
              */
             last_class: number | null;
         };
-        /** @description A class; `index` is assigned by the server and never changes. */
+        /** @description A class; `index` is assigned by the server and never changes; `position` is its place in lists (0 first). */
         ObjectClass: {
             readonly id: number;
             readonly project: number;
             name: string;
             color?: string;
             readonly index: number;
+            /** @description place in the project's class lists, 0 first */
+            readonly position: number;
         };
         PaginatedAnnotationList: {
             type: components["schemas"]["GisFeatureCollectionEnum"];
@@ -1124,6 +1546,16 @@ export interface components {
                 coordinates: unknown[];
             };
         };
+        /** @description PATCH /api/classes/{id}/: any of a new name, colour and position (0 = first). */
+        PatchedClassUpdateInput: {
+            name?: string;
+            color?: string;
+            position?: number;
+        };
+        /** @description PATCH /api/projects/{id}/members/{user_id}/: the member's new role. */
+        PatchedMemberRoleInput: {
+            role?: components["schemas"]["RoleEnum"];
+        };
         /** @description GET/PATCH /api/projects/{id}/me/: the caller's role and the class they last drew with (null: none). */
         PatchedMyMembership: {
             readonly role?: string;
@@ -1132,14 +1564,6 @@ export interface components {
              * @description a class id of this project, or null to forget
              */
             last_class?: number | null;
-        };
-        /** @description A class; `index` is assigned by the server and never changes. */
-        PatchedObjectClass: {
-            readonly id?: number;
-            readonly project?: number;
-            name?: string;
-            color?: string;
-            readonly index?: number;
         };
         /** @description A project with its members; `my_role` is the caller's role. */
         PatchedProject: {
@@ -1157,6 +1581,20 @@ export interface components {
             /** Format: double */
             nodata?: number | null;
             stretch?: number[][] | null;
+        };
+        /** @description Another reviewer with this scene open. */
+        Presence: {
+            user: number;
+            name: string;
+            /** @description the label of the work cell at their map's centre */
+            cell: string | null;
+            /** Format: double */
+            x: number | null;
+            /** Format: double */
+            y: number | null;
+            detection: number | null;
+            /** Format: date-time */
+            seen_at: string;
         };
         /** @description A scene's counts per status and class, and the caller's own decisions per verb. */
         ProgressOutput: {
@@ -1180,6 +1618,29 @@ export interface components {
             readonly members: components["schemas"]["Membership"][];
             /** @description The requesting user's role. */
             readonly my_role: string | null;
+        };
+        /**
+         * @description POST /api/projects/: name, description, and the classes to start with; context: `request`.
+         *
+         *     `starting_classes`: none, default (the eight default classes) or copy (names, colours and order of
+         *     `copy_from`, a project the caller is a member of).
+         */
+        ProjectCreateInput: {
+            readonly id: number;
+            name: string;
+            description?: string;
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly members: components["schemas"]["Membership"][];
+            /** @description The requesting user's role. */
+            readonly my_role: string | null;
+            /** @default default */
+            starting_classes: components["schemas"]["StartingClassesEnum"];
+            /**
+             * Format: int64
+             * @description with starting_classes=copy: the id of one of your projects
+             */
+            copy_from?: number | null;
         };
         /** @description The next (or previous) proposed detections, a GeoJSON FeatureCollection. */
         QueueOutput: {
@@ -1303,6 +1764,10 @@ export interface components {
          * @enum {string}
          */
         RoleEnum: "manager" | "reviewer" | "annotator" | "viewer";
+        /** @description POST /api/scenes/{id}/cells/assign-round-robin/. */
+        RoundRobinInput: {
+            users: number[];
+        };
         /** @description A scene with its footprint (GeoJSON, EPSG:4326) and metadata. */
         Scene: {
             readonly id: number;
@@ -1454,6 +1919,23 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** @description POST /api/scenes/{id}/cells/split/. */
+        SplitInput: {
+            /**
+             * Format: double
+             * @description side of each square cell in metres
+             */
+            size_m: number;
+            /** @description a GeoJSON Polygon; the scene if absent */
+            area?: unknown;
+        };
+        /**
+         * @description * `none` - none
+         *     * `default` - default
+         *     * `copy` - copy
+         * @enum {string}
+         */
+        StartingClassesEnum: "none" | "default" | "copy";
         /** @description Username and password, bounded to what an account can have; authenticates (and is throttled) on validate. */
         TokenObtainInput: {
             username: string;
@@ -1645,6 +2127,75 @@ export interface operations {
             };
         };
     };
+    cells_assign_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AssignInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["AssignInput"];
+                "multipart/form-data": components["schemas"]["AssignInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CellCollection"];
+                };
+            };
+        };
+    };
+    cells_done_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CellCollection"];
+                };
+            };
+        };
+    };
+    cells_reopen_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CellCollection"];
+                };
+            };
+        };
+    };
     classes_retrieve: {
         parameters: {
             query?: never;
@@ -1666,6 +2217,26 @@ export interface operations {
             };
         };
     };
+    classes_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     classes_partial_update: {
         parameters: {
             query?: never;
@@ -1677,9 +2248,9 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["PatchedObjectClass"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedObjectClass"];
-                "multipart/form-data": components["schemas"]["PatchedObjectClass"];
+                "application/json": components["schemas"]["PatchedClassUpdateInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedClassUpdateInput"];
+                "multipart/form-data": components["schemas"]["PatchedClassUpdateInput"];
             };
         };
         responses: {
@@ -2066,9 +2637,9 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Project"];
-                "application/x-www-form-urlencoded": components["schemas"]["Project"];
-                "multipart/form-data": components["schemas"]["Project"];
+                "application/json": components["schemas"]["ProjectCreateInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["ProjectCreateInput"];
+                "multipart/form-data": components["schemas"]["ProjectCreateInput"];
             };
         };
         responses: {
@@ -2130,6 +2701,34 @@ export interface operations {
             };
         };
     };
+    projects_analytics_retrieve: {
+        parameters: {
+            query?: {
+                /** @description a scene of this project */
+                scene?: number;
+                /** @description events at or after this instant (a date: its midnight, UTC) */
+                since?: string;
+                /** @description events before this instant (a date: its midnight, UTC) */
+                until?: string;
+            };
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Analytics"];
+                };
+            };
+        };
+    };
     projects_classes_list: {
         parameters: {
             query?: never;
@@ -2178,6 +2777,62 @@ export interface operations {
             };
         };
     };
+    projects_classes_reorder_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClassReorderInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["ClassReorderInput"];
+                "multipart/form-data": components["schemas"]["ClassReorderInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ObjectClass"][];
+                };
+            };
+        };
+    };
+    "projects_events.csv_retrieve": {
+        parameters: {
+            query?: {
+                /** @description a scene of this project */
+                scene?: number;
+                /** @description events at or after this instant (a date: its midnight, UTC) */
+                since?: string;
+                /** @description events before this instant (a date: its midnight, UTC) */
+                until?: string;
+            };
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one row per event */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+        };
+    };
     projects_me_retrieve: {
         parameters: {
             query?: never;
@@ -2222,6 +2877,103 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MyMembership"];
+                };
+            };
+        };
+    };
+    projects_members_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Member"][];
+                };
+            };
+        };
+    };
+    projects_members_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MemberAddInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["MemberAddInput"];
+                "multipart/form-data": components["schemas"]["MemberAddInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Member"];
+                };
+            };
+        };
+    };
+    projects_members_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    projects_members_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedMemberRoleInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedMemberRoleInput"];
+                "multipart/form-data": components["schemas"]["PatchedMemberRoleInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Member"];
                 };
             };
         };
@@ -2423,6 +3175,81 @@ export interface operations {
             };
         };
     };
+    scenes_cells_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CellCollection"];
+                };
+            };
+        };
+    };
+    scenes_cells_assign_round_robin_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RoundRobinInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["RoundRobinInput"];
+                "multipart/form-data": components["schemas"]["RoundRobinInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CellCollection"];
+                };
+            };
+        };
+    };
+    scenes_cells_split_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SplitInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["SplitInput"];
+                "multipart/form-data": components["schemas"]["SplitInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CellCollection"];
+                };
+            };
+        };
+    };
     scenes_detections_bulk_review_create: {
         parameters: {
             query?: never;
@@ -2609,6 +3436,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Job"];
+                };
+            };
+        };
+    };
+    scenes_live_retrieve: {
+        parameters: {
+            query?: {
+                /** @description the work cell in hand */
+                cell?: number;
+                /** @description the detection selected */
+                detection?: number;
+                /** @description the cursor of the last answer; without it only the current cursor comes back (no history) */
+                since?: number;
+                /** @description the map's centre, longitude */
+                x?: number;
+                /** @description the map's centre, latitude */
+                y?: number;
+            };
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveOutput"];
                 };
             };
         };

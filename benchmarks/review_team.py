@@ -60,13 +60,15 @@ def team_cells(scene: Scene, names: list[str], log) -> int:
     """Split the scene into work cells and hand them out round-robin (the manager's two clicks); 0 if no cells."""
     try:
         from review import cells
+        from review.cells_models import WorkCell
     except ImportError:
         log("  (no work cells in this tree: every reviewer shares the whole scene)")
         return 0
-    users = list(get_user_model().objects.filter(username__in=names).order_by("username"))
+    users = get_user_model().objects.filter(username__in=names).order_by("username")
     manager = scene.project.memberships.filter(role=Role.MANAGER).select_related("user").first().user
-    made = cells.cells_split(actor=manager, scene=scene, size_m=CELL_M, replace=True)
-    cells.cells_assign_round_robin(actor=manager, scene=scene, users=users)
+    WorkCell.objects.filter(scene=scene).delete()  # the last run's cells (assigned, so a split would refuse)
+    made = cells.cells_split(actor=manager, scene=scene, size_m=CELL_M)
+    cells.cells_assign_round_robin(actor=manager, scene=scene, user_ids=[u.pk for u in users])
     return len(made)
 
 
@@ -236,15 +238,15 @@ def live_delays(figures: Figures, names: list[str], started: float, ended: float
 
 
 def put_back(scene: Scene, figures: Figures) -> None:
-    """Decided detections back to proposed (versions move on, as an edit's would), so the next run starts alike."""
+    """Decided detections back to proposed (versions move on, as an edit's would), leases freed: runs start alike."""
     pks = {pk for pk, _ in figures.decided}
     Detection.objects.filter(pk__in=pks).update(
         status=DetectionStatus.PROPOSED, reviewer=None, reviewed_at=None, version=F("version") + 1)
     try:
-        from review.queue_leases import leases_release_scene
+        from review.queue_leases import leases_release
     except ImportError:
         return
-    leases_release_scene(scene=scene)
+    leases_release(detection_ids=pks | {pk for pk, _ in figures.served})
 
 
 def run(base: str, scene: Scene, *, reviewers: int, seconds: float, think_s: float, tile_zoom: int, log) -> dict:

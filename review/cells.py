@@ -4,6 +4,7 @@ them, and the one check every review writer makes (no decision in a done cell; t
 import json
 import math
 
+import shapely
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.gis.geos import GEOSGeometry, Polygon
 from django.db import connection, transaction
@@ -40,13 +41,15 @@ def _metric_crs(scene: Scene, around: Polygon) -> CRS:
         if crs.is_projected and abs((crs.linear_units_factor[1] or 0) - 1.0) < 1e-9:
             return crs
     c = around.centroid
-    return CRS.from_proj4(f"+proj=laea +lat_0={c.y:.8f} +lon_0={c.x:.8f} +units=m +no_defs")
+    return CRS.from_proj4(f"+proj=laea +lat_0={c.y:.8f} +lon_0={c.x:.8f} +ellps=WGS84 +units=m +no_defs")
 
 
 def _to_crs(crs: CRS, polygon: Polygon):
-    """An EPSG:4326 GEOS polygon as a shapely polygon in `crs`."""
+    """An EPSG:4326 GEOS polygon as a shapely polygon in `crs` (densified: its straight edges curve there)."""
+    x0, y0, x1, y1 = polygon.extent
+    dense = shapely.segmentize(shapely_shape(json.loads(polygon.geojson)), max(x1 - x0, y1 - y0) / 64 or 1e-6)
     rings = []
-    for ring in polygon:
+    for ring in [dense.exterior, *dense.interiors]:
         lons, lats = zip(*ring.coords, strict=True)
         xs, ys = warp_transform(CRS.from_epsg(4326), crs, list(lons), list(lats))
         rings.append(list(zip(xs, ys, strict=True)))
@@ -98,7 +101,9 @@ def _grid(scene: Scene, area: Polygon, size_m: float) -> list[dict]:
     crs = _metric_crs(scene, area)
     shape = _to_crs(crs, area)
     minx, miny, maxx, maxy = shape.bounds
-    cols, rows = max(1, math.ceil((maxx - minx) / size_m)), max(1, math.ceil((maxy - miny) / size_m))
+    # A footprint that is a whole number of cells comes back from lon/lat with rounding noise: no sliver column.
+    cols = max(1, math.ceil((maxx - minx) / size_m - 1e-6))
+    rows = max(1, math.ceil((maxy - miny) / size_m - 1e-6))
     if rows * cols > MAX_CELLS:
         raise DomainError(
             f"Cells of {size_m:g} m would make a grid of {rows} x {cols} = {rows * cols} cells, over the limit of "

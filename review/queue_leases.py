@@ -6,11 +6,11 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
-from annotate.models import Detection, DetectionStatus, Scene
+from annotate.models import Detection, Scene
 
 from . import cell_selectors, selectors
 
-MAX_ROUNDS = 5  # lost races are rare (skip-locked rows, or a lease taken between the read and the upsert)
+MAX_ROUNDS = 10  # a round loses rows only to a lease committed between its read and its upsert: rare
 
 # Take a lease where there is none, where it expired, or where it is the asker's own (then it is extended); the
 # WHERE of DO UPDATE sees the latest committed lease, so of two concurrent askers only one gets each row.
@@ -29,22 +29,12 @@ def lease_seconds() -> float:
 
 
 def leases_take(*, user: AbstractBaseUser, ids: list[int]) -> set[int]:
-    """Lease what can be leased of `ids` to `user`; the ids they now hold."""
+    """Lease what can be leased of `ids` to `user` (call inside the transaction that locked the rows)."""
     if not ids:
         return set()
-    with transaction.atomic():
-        # Rows another asker is leasing right now are skipped, not waited for: the queue moves on to the next.
-        locked = [
-            d.pk
-            for d in Detection.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
-            .filter(pk__in=ids, status=DetectionStatus.PROPOSED)
-            .only("pk")
-        ]
-        if not locked:
-            return set()
-        with connection.cursor() as cursor:
-            cursor.execute(_LEASE_SQL, {"ids": locked, "user": user.pk, "seconds": lease_seconds()})
-            return {row[0] for row in cursor.fetchall()}
+    with connection.cursor() as cursor:
+        cursor.execute(_LEASE_SQL, {"ids": ids, "user": user.pk, "seconds": lease_seconds()})
+        return {row[0] for row in cursor.fetchall()}
 
 
 def leases_release(*, detection_ids) -> None:
@@ -84,17 +74,23 @@ def review_queue_served(
     order_of_tiers = range(start, len(tiers)) if not backwards else range(start, -1, -1)
     for t in order_of_tiers:
         tier_after = after if t == start else None
+        if tier_after is None and backwards and order == selectors.QueueOrder.UNCERTAINTY:
+            # Uncertainty walks back from a key; entering a tier from its end means from beyond every key (<= 1).
+            tier_after = Detection(pk=2**62, score=threshold + 2.0)
         for _ in range(MAX_ROUNDS):
             need = limit - len(served)
             if need <= 0:
                 break
-            ids = selectors.review_queue_ids(
-                scene=scene, order=order, after=tier_after, backwards=backwards, threshold=threshold, limit=need,
-                extra=(tiers[t] + cell_selectors.NOT_LEASED_SQL, params),
-            )
+            with transaction.atomic():
+                # The queue's own walk locks its rows, skipping those another asker holds locked (being leased
+                # now), so concurrent askers take different rows without waiting; the upsert settles the rest.
+                ids = selectors.review_queue_ids(
+                    scene=scene, order=order, after=tier_after, backwards=backwards, threshold=threshold,
+                    limit=need, extra=(tiers[t] + cell_selectors.NOT_LEASED_SQL, params), lock=True,
+                )
+                got = leases_take(user=user, ids=ids)
             if not ids:
                 break
-            got = leases_take(user=user, ids=ids)
             served += [i for i in ids if i in got]
             if len(ids) < need:
                 break  # the tier has no more

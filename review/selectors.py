@@ -26,7 +26,7 @@ _KEY_SQL = {QueueOrder.SCORE: "(COALESCE(score, 0.0) * -1)", QueueOrder.SPATIAL:
 _KEYSET_SQL = """
 SELECT id FROM annotate_detection
 WHERE scene_id = %(scene)s AND status = 'proposed' {after} {extra}
-ORDER BY {key} {direction}, id {direction} LIMIT %(limit)s
+ORDER BY {key} {direction}, id {direction} LIMIT %(limit)s {lock}
 """
 
 
@@ -80,14 +80,18 @@ def review_queue(
 
 def review_queue_ids(
     *, scene: Scene, order: str, after: Detection | None, backwards: bool, threshold: float, limit: int,
-    extra: tuple[str, dict] = ("", {}),
+    extra: tuple[str, dict] = ("", {}), lock: bool = False,
 ) -> list[int]:
-    """The ids review_queue serves, in order."""
+    """The ids review_queue serves, in order; with `lock`, rows locked by others are skipped and the rest locked."""
+    lock_sql = "FOR NO KEY UPDATE SKIP LOCKED" if lock else ""
     if order == QueueOrder.UNCERTAINTY:
         return _uncertainty_ids(
-            scene=scene, after=after, backwards=backwards, threshold=threshold, limit=limit, extra=extra
+            scene=scene, after=after, backwards=backwards, threshold=threshold, limit=limit, extra=extra,
+            lock=lock_sql,
         )
-    return _keyset_ids(scene=scene, order=order, after=after, backwards=backwards, limit=limit, extra=extra)
+    return _keyset_ids(
+        scene=scene, order=order, after=after, backwards=backwards, limit=limit, extra=extra, lock=lock_sql
+    )
 
 
 def _queue_key(detection: Detection, order: str):
@@ -98,7 +102,8 @@ def _queue_key(detection: Detection, order: str):
 
 
 def _keyset_ids(
-    *, scene: Scene, order: str, after: Detection | None, backwards: bool, limit: int, extra: tuple[str, dict]
+    *, scene: Scene, order: str, after: Detection | None, backwards: bool, limit: int, extra: tuple[str, dict],
+    lock: str = "",
 ) -> list[int]:
     """Ids of the next `limit` proposed detections in an indexed order, by a row comparison on (key, id)."""
     key = _KEY_SQL[order]
@@ -107,7 +112,9 @@ def _keyset_ids(
     if after is not None:
         after_sql = f"AND ({key}, id) {'<' if backwards else '>'} (%(after_key)s, %(after_id)s)"
         params |= {"after_key": _queue_key(after, order), "after_id": after.pk}
-    sql = _KEYSET_SQL.format(after=after_sql, key=key, direction="DESC" if backwards else "ASC", extra=extra[0])
+    sql = _KEYSET_SQL.format(
+        after=after_sql, key=key, direction="DESC" if backwards else "ASC", extra=extra[0], lock=lock
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
@@ -121,14 +128,15 @@ SELECT id, abs(COALESCE(score, 0.0) - %(t)s) AS key FROM annotate_detection
 WHERE scene_id = %(scene)s AND status = 'proposed'
   AND ((COALESCE(score, 0.0) * -1) BETWEEN %(up_lo)s AND %(up_hi)s
        OR (COALESCE(score, 0.0) * -1) BETWEEN %(down_lo)s AND %(down_hi)s) {after} {extra}
-ORDER BY key {direction}, id {direction} LIMIT %(limit)s
+ORDER BY key {direction}, id {direction} LIMIT %(limit)s {lock}
 """
 _WINDOWS = (0.002, 0.02, 0.2, 2.0)  # the last holds every score in [0, 1]
 _SLACK = 1e-9  # score ranges a little wider than the window, against rounding in score - threshold
 
 
 def _uncertainty_ids(
-    *, scene: Scene, after: Detection | None, backwards: bool, threshold: float, limit: int, extra: tuple[str, dict]
+    *, scene: Scene, after: Detection | None, backwards: bool, threshold: float, limit: int, extra: tuple[str, dict],
+    lock: str = "",
 ) -> list[int]:
     """Ids of the next `limit` proposed detections nearest the threshold first (key: |score - threshold|, id)."""
     t = threshold
@@ -138,7 +146,9 @@ def _uncertainty_ids(
     if after is not None:
         after_sql = f"AND (abs(COALESCE(score, 0.0) - %(t)s), id) {'<' if backwards else '>'} (%(k0)s, %(i0)s)"
         params |= {"k0": k0, "i0": after.pk}
-    sql = _UNCERTAINTY_SQL.format(after=after_sql, direction="DESC" if backwards else "ASC", extra=extra[0])
+    sql = _UNCERTAINTY_SQL.format(
+        after=after_sql, direction="DESC" if backwards else "ASC", extra=extra[0], lock=lock
+    )
     for width in _WINDOWS:
         lo, hi = (max(0.0, k0 - width), k0) if backwards else (k0, k0 + width)
         # score in [t + lo, t + hi] or [t - hi, t - lo], written on the index's key (-score).

@@ -11,8 +11,9 @@ from annotate import tile_views
 from annotate import views as pages
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
+from review import analytics_apis, cell_apis, live_apis
 from review import apis as review_apis
-from review import cell_apis, live_apis
+from review import views as review_pages
 
 handler404 = "annotate.api_errors.json_404"
 handler500 = "annotate.api_errors.json_500"
@@ -80,6 +81,11 @@ api = [
     path("cells/<int:pk>/assign/", cell_apis.CellAssignApi.as_view(), name="api-cell-assign"),
     path("cells/<int:pk>/done/", cell_apis.CellDoneApi.as_view(), name="api-cell-done"),
     path("cells/<int:pk>/reopen/", cell_apis.CellReopenApi.as_view(), name="api-cell-reopen"),
+    path("projects/<int:project_id>/analytics/", analytics_apis.ProjectAnalyticsApi.as_view(), name="api-analytics"),
+    path(
+        "projects/<int:project_id>/events.csv", analytics_apis.ProjectEventsCsvApi.as_view(),
+        name="api-project-events-csv",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -88,6 +94,7 @@ urlpatterns = [
     path("", pages.home, name="home"),
     path("projects/<int:project_id>/", pages.project_page, name="project"),
     path("scenes/<int:scene_id>/", pages.scene_page, name="scene"),
+    path("projects/<int:project_id>/analytics/", review_pages.analytics_page, name="project-analytics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

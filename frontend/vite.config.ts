@@ -13,6 +13,7 @@ export default defineConfig({
     rollupOptions: {
       input: {
         main: resolve(__dirname, "src/main.ts"),
+        analytics: resolve(__dirname, "src/analytics.ts"),
         project: resolve(__dirname, "src/project.ts"),
         scene: resolve(__dirname, "src/scene.ts"),
       },

@@ -32,7 +32,9 @@ export function niceMax(value: number): number {
 }
 
 function frame(width: number, height: number, label: string): SVGSVGElement {
-  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, class: "chart-svg" });
+  const svg = svgEl("svg", {
+    viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label, class: "chart-svg",
+  });
   svg.append(svgEl("title", {}, label));
   return svg;
 }
@@ -50,11 +52,12 @@ export interface StackedBarsOptions {
   xTitle: string;
   yTitle: string;
   unit: string; // what a value counts, for the tooltips
+  width: number; // in CSS pixels: the chart is drawn at the size it is shown, so its text is never scaled down
 }
 
 /** Vertical bars over time, each stacked from the series' values; one <rect class="bar"> per non-zero part. */
 export function stackedBars(o: StackedBarsOptions): SVGSVGElement {
-  const W = 640, H = 260, left = 48, right = 12, top = 12, bottom = 56;
+  const W = o.width, H = 260, left = 48, right = 12, top = 12, bottom = 56;
   const plotW = W - left - right, plotH = H - top - bottom;
   const svg = frame(W, H, o.label);
   const totals = o.buckets.map((_, i) => o.series.reduce((sum, s) => sum + s.values[i], 0));
@@ -68,7 +71,7 @@ export function stackedBars(o: StackedBarsOptions): SVGSVGElement {
     );
   }
   const slot = plotW / Math.max(1, o.buckets.length);
-  const barW = Math.max(1, slot * 0.8);
+  const barW = Math.max(1, Math.min(slot * 0.8, 56));
   const every = Math.max(1, Math.ceil(o.buckets.length / 8)); // at most about eight x labels
   o.buckets.forEach((bucket, i) => {
     const x = left + i * slot + (slot - barW) / 2;
@@ -113,11 +116,12 @@ export interface HBarOptions {
   max: number;
   xTitle: string;
   ticks: (max: number) => string[]; // labels at 0, max/2 and max
+  width: number; // in CSS pixels
 }
 
 /** Horizontal bars, one row each: a label, the bar (<rect class="bar">), and the figure. */
 export function horizontalBars(o: HBarOptions): SVGSVGElement {
-  const W = 640, rowH = 26, labelW = 150, textW = 150, top = 8, bottom = 40;
+  const W = o.width, rowH = 26, labelW = Math.min(150, W * 0.3), textW = 130, top = 8, bottom = 40;
   const plotW = W - labelW - textW;
   const H = top + bottom + rowH * Math.max(1, o.rows.length);
   const svg = frame(W, H, o.label);

@@ -95,6 +95,13 @@ function dataTable(caption: string, headers: string[], rows: (string | number)[]
   return details;
 }
 
+/** The width a chart has inside its card, so SVG text shows at its CSS size. */
+function chartWidth(figure: HTMLElement): number {
+  const style = getComputedStyle(figure);
+  const inner = figure.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return Math.max(300, Math.floor(inner));
+}
+
 function heading(figure: HTMLElement, title: string, note: string): void {
   const caption = el("figcaption");
   caption.append(el("h2", "", title));
@@ -117,10 +124,11 @@ function renderActivity(data: Analytics): void {
   const series = a.series.map((s, i) => ({ name: s.username, color: PALETTE[i % PALETTE.length], values: s.decisions }));
   const summary = a.series.map((s) => `${s.username} ${s.total_decisions}`).join(", ");
   figure.append(stackedBars({
+    width: chartWidth(figure),
     label: `Stacked bars of decisions per ${per} over ${a.starts.length} ${per}s: ${summary}.`,
     buckets: labels, series, xTitle: `${per === "hour" ? "Hour" : "Day"} (UTC)`, yTitle: "Decisions", unit: "decisions",
   }));
-  const legend = el("ul", "legend");
+  const legend = el("ul", "chart-legend");
   a.series.forEach((s, i) => {
     const item = el("li");
     const swatch = el("span", "swatch");
@@ -149,6 +157,7 @@ function renderPace(data: Analytics): void {
   if (!timed.length) return empty(figure, "Not enough consecutive decisions to time.");
   const max = Math.max(...timed.map((r) => r.p90_seconds ?? 0));
   figure.append(horizontalBars({
+    width: chartWidth(figure),
     label: `Seconds per decision by reviewer: ${timed.map((r) => `${r.username} median ${seconds(r.median_seconds!)}, p90 ${seconds(r.p90_seconds!)}`).join("; ")}.`,
     rows: timed.map((r) => ({
       label: r.username, value: r.median_seconds!, back: r.p90_seconds, color: "#2458d6", backColor: "#b7c8f2",
@@ -176,6 +185,7 @@ function renderRates(figure: HTMLElement, title: string, what: string, rows: Rat
   const figureText = (r: RateRow) =>
     r.rate == null ? "no decisions" : `${percent(r.rate)} · ${r.accepted} of ${r.accepted + r.rejected}`;
   figure.append(horizontalBars({
+    width: chartWidth(figure),
     label: `Accept rate per ${what}: ${rows.map((r) => `${r.label} ${figureText(r)}`).join("; ")}.`,
     rows: rows.map((r) => ({ label: r.label, value: r.rate, color: r.color, text: figureText(r) })),
     max: 1, xTitle: "Accept rate", ticks: () => ["0%", "50%", "100%"],
@@ -249,6 +259,7 @@ function render(data: Analytics): void {
 }
 
 let loading = 0;
+let shown: Analytics | null = null;
 
 async function load(): Promise<void> {
   const query = apiQuery();
@@ -262,6 +273,7 @@ async function load(): Promise<void> {
   try {
     const data = await getJson<Analytics>(`/api/projects/${projectId}/analytics/${suffix}`);
     if (mine !== loading) return; // a newer filter's answer is on its way
+    shown = data;
     render(data);
   } catch (e) {
     if (mine !== loading) return;
@@ -281,6 +293,18 @@ sceneInput.addEventListener("change", () => void load());
 byId("filter-clear")?.addEventListener("click", () => {
   form.reset();
   void load();
+});
+
+// Charts are drawn at their on-screen width: draw them again when the cards change size.
+let resizeTimer = 0;
+let drawnWidth = window.innerWidth;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = window.setTimeout(() => {
+    if (!shown || window.innerWidth === drawnWidth) return;
+    drawnWidth = window.innerWidth;
+    render(shown);
+  }, 150);
 });
 
 restoreForm();

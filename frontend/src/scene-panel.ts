@@ -189,6 +189,9 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       jobs.load(),
     ]);
     panel.dataset.ready = "1";
+    // A link from elsewhere (the analytics page's disagreements) names a detection: select it and fly to it.
+    const linked = Number(new URLSearchParams(location.search).get("detection"));
+    if (Number.isInteger(linked) && linked > 0) void ws.select(linked, true);
   })();
 
 }

@@ -5,6 +5,7 @@ import type { Extent } from "ol/extent";
 import { errorText, Scene } from "./api";
 import { byId } from "./dom";
 import { ScoreFilters } from "./review/bulk";
+import { LiveUpdates } from "./review/live";
 import type { QueueOrder } from "./review/api";
 import { ProgressBox } from "./review/progress";
 import { DetectionStore } from "./review/store";
@@ -112,6 +113,14 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
   );
   review = ws;
   map.addLayer(tiles.layer);
+  // Others' decisions and whereabouts, polled (review/live.ts); the "Working now" list goes under the review block.
+  const live = new LiveUpdates(scene.id, map, store, {
+    shapesChanged: () => tiles.reload(),
+    countsStale,
+    changedElsewhere: (e) => ws.changedElsewhere(e),
+    selected: () => (panel.dataset.selected ? Number(panel.dataset.selected) : null),
+  }, byId("review-block"));
+  live.start();
   store.onChange((s) => {
     if (String(s.id) === panel.dataset.selected) panel.dataset.selectedStatus = s.status;
   });

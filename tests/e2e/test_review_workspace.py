@@ -77,6 +77,9 @@ def test_a_conflict_between_two_reviewers_shows_who_decided_and_the_current_stat
 ):
     target = add_detection(scene, "red_b", PROPOSED, 0.9)
     add_detection(scene, "red_seam", ACCEPTED, 0.8)  # reviewed already: not in the queue
+    # The reviewer's live updates are held (the request never answers), so they decide on the version they saw:
+    # the case live updates narrow (a decision in the second before a poll brings the other's) but cannot close.
+    second_page.route(f"**/api/scenes/{scene.pk}/live/**", lambda route: None)
     open_scene(page, live_server.url, scene, username="manager")
     open_scene(second_page, live_server.url, scene, username="reviewer")
     for p in (page, second_page):

@@ -32,6 +32,8 @@ export class DetectionCard {
   private history: ReviewEventOut[] | null = null;
   private historyFor: number | null = null;
   private historyError = "";
+  /** Someone else changed the shown detection (live updates): who, shown until another detection is. */
+  private liveNote: { id: number; text: string } | null = null;
 
   constructor(private readonly box: HTMLElement, private readonly host: CardHost) {}
 
@@ -65,6 +67,7 @@ export class DetectionCard {
     fact("Version", String(state.version));
     fact("Last change", last ? `${last.actor_name ?? "someone"}, ${when(last.created_at)}` : this.historyFor === state.id ? "none (as proposed)" : "…");
     this.box.replaceChildren(head, facts);
+    if (this.liveNote?.id === state.id) this.box.append(el("p", "card-live-note small", this.liveNote.text));
     if (this.host.editing()) {
       this.box.append(el("p", "hint edit-hint", "Editing: drag corners, drag an edge to add one, Alt+click removes one. 1-9 change the class. Enter saves (a proposal is accepted with the fix), Esc cancels."));
     }
@@ -97,6 +100,12 @@ export class DetectionCard {
   forget(): void {
     this.history = null;
     this.historyFor = null;
+    this.liveNote = null;
+  }
+
+  /** Say on the card that `who` just changed detection `id` (the history is read again by the caller). */
+  changedBy(id: number, who: string): void {
+    this.liveNote = { id, text: `Changed by ${who} just now (${new Date().toLocaleTimeString()}).` };
   }
 
   private buttons(state: ReviewState): HTMLElement {

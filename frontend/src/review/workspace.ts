@@ -16,6 +16,7 @@ import { DetectionFeature, getDetection, QueueOrder } from "./api";
 import { DetectionCard } from "./card";
 import { ReviewCommands, ReviewFix } from "./commands";
 import { bindingFor, KEYMAP, keyLabel, ReviewCommand } from "./keymap";
+import type { LiveEvent } from "./live";
 import { ReviewQueue } from "./queue";
 import { SelectionLayer } from "./selection";
 import { DetectionStore, stateOf } from "./store";
@@ -402,6 +403,22 @@ export class ReviewWorkspace {
     const s = this.store.get(Number(f.id));
     const state = s && s.version >= f.properties.version ? s : stateOf(f);
     return state.status === "proposed" && !state.deleted && this.tiles.isShown(state);
+  }
+
+  /** Someone else changed a detection (live updates): the card says who and re-reads its history and shape. */
+  changedElsewhere(e: LiveEvent): void {
+    if (e.detection !== this.selectedId) return;
+    if (e.status_after === "") {
+      this.say.notice(`${e.actor_name ?? "Someone"} deleted the object you had selected.`);
+      return void this.select(null);
+    }
+    const note = () => {
+      this.card.changedBy(e.detection, e.actor_name ?? "someone");
+      this.renderCard();
+    };
+    if (e.geometry_changed && !this.selection.editing) return void this.select(e.detection).then(note); // new outline
+    note();
+    void this.card.loadHistory(e.detection, () => this.renderCard());
   }
 
   setOrder(order: QueueOrder): void {

@@ -390,3 +390,23 @@ def test_the_analytics_of_100000_events_are_a_few_queries_and_fast(project, scen
     assert len(queries) <= 12
     # About 0.7 s on an idle two-core machine; the bound leaves room for a loaded CI runner.
     assert elapsed < 5.0
+
+
+def test_the_analytics_page_is_for_members_and_offers_the_csv_to_managers(project, viewer, outsider, manager):
+    from django.test import Client
+
+    url = f"/projects/{project.pk}/analytics/"
+    as_manager, as_viewer, as_outsider = Client(), Client(), Client()
+    as_manager.force_login(manager)
+    as_viewer.force_login(viewer)
+    as_outsider.force_login(outsider)
+    page = as_manager.get(url)
+    assert page.status_code == 200
+    assert b"Download events (CSV)" in page.content
+    assert f"/api/projects/{project.pk}/events.csv".encode() in page.content
+    page = as_viewer.get(url)
+    assert page.status_code == 200 and b"Review analytics" in page.content
+    assert b"Download events (CSV)" not in page.content
+    assert as_outsider.get(url).status_code == 404
+    # The project page links to it.
+    assert url.encode() in as_viewer.get(f"/projects/{project.pk}/").content

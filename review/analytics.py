@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.urls import reverse
 
 from annotate.models import DetectionSource, ObjectClass, Project, Scene
 
@@ -309,7 +310,7 @@ def _disagreements(filters: AnalyticsFilter, names: dict[int, str]) -> dict:
                 "detection": r[3], "reviewer": r[4], "reviewer_name": _name(names, r[4]), "verb": r[5],
                 "status_before": r[6], "status_after": r[7], "previous_event": r[8], "previous_reviewer": r[9],
                 "previous_reviewer_name": _name(names, r[9]), "previous_verb": r[10], "previous_at": _iso(r[11]),
-                "url": f"/scenes/{r[2]}/?detection={r[3]}",
+                "url": f"{reverse('scene', args=[r[2]])}?detection={r[3]}",
             }
             for r in latest
         ],

@@ -61,7 +61,7 @@ export function stackedBars(o: StackedBarsOptions): SVGSVGElement {
   const plotW = W - left - right, plotH = H - top - bottom;
   const svg = frame(W, H, o.label);
   const totals = o.buckets.map((_, i) => o.series.reduce((sum, s) => sum + s.values[i], 0));
-  const max = niceMax(Math.max(0, ...totals));
+  const max = niceMax(Math.max(2, ...totals)); // counts: never a half-decision tick
   const y = (v: number) => top + plotH - (v / max) * plotH;
   const axis = svgEl("g", { class: "axis" });
   for (const tick of [0, max / 2, max]) {

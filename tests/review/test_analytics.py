@@ -388,7 +388,7 @@ def test_the_analytics_of_100000_events_are_a_few_queries_and_fast(project, scen
     assert result["accept_rate"]["by_class"][0]["rejected"] == 20_000
     # Aggregated in the database: the same dozen queries for 3 events or 100,000 (no per-event work in Python).
     assert len(queries) <= 12
-    # About 0.7 s on an idle two-core machine; the bound leaves room for a loaded CI runner.
+    # 0.7-1.0 s measured on two cores shared with other test runs; the bound leaves room for a loaded CI runner.
     assert elapsed < 5.0
 
 

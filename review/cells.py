@@ -157,6 +157,8 @@ def cells_split(*, scene: Scene, actor: AbstractBaseUser, size_m: float, area: d
         )
         with connection.cursor() as cursor:
             cursor.execute(_START_DECIDED_SQL, [scene.pk])
+            cursor.execute("DELETE FROM review_cellgap WHERE scene_id = %s", [scene.pk])
+            cursor.execute(_GAPS_SQL, {"scene": scene.pk})
     return made
 
 
@@ -165,6 +167,17 @@ UPDATE review_workcell c SET status = 'in_progress', updated_at = now()
 WHERE c.scene_id = %s AND c.status = 'open' AND EXISTS (
   SELECT 1 FROM annotate_detection d WHERE d.scene_id = c.scene_id AND d.status <> 'proposed'
     AND d.geometry && c.geometry AND ST_Covers(c.geometry, ST_Centroid(d.geometry)))
+"""
+
+
+# The scene's box less its cells, in small pieces (GiST-friendly): where the objects in no cell lie.
+_GAPS_SQL = """
+INSERT INTO review_cellgap (scene_id, geometry)
+SELECT %(scene)s, g FROM (
+  SELECT (ST_Dump(ST_Subdivide(ST_Difference(ST_Envelope(s.footprint),
+           (SELECT ST_Union(c.geometry) FROM review_workcell c WHERE c.scene_id = %(scene)s)), 64))).geom AS g
+  FROM annotate_scene s WHERE s.id = %(scene)s) pieces
+WHERE GeometryType(g) = 'POLYGON' AND NOT ST_IsEmpty(g)
 """
 
 

@@ -43,6 +43,17 @@ class WorkCell(models.Model):
         return f"cell {self.label} of scene {self.scene_id}"
 
 
+class CellGap(models.Model):
+    """A piece of a split scene's box that no cell covers (its objects are free for anyone), kept from the split so
+    the queue need not union the cells on every request."""
+
+    scene = models.ForeignKey("annotate.Scene", on_delete=models.CASCADE, related_name="+")
+    geometry = models.PolygonField(srid=4326)
+
+    def __str__(self) -> str:
+        return f"gap of scene {self.scene_id}"
+
+
 class QueueLease(models.Model):
     """A detection served to a reviewer by the queue, held for them until `expires_at` or their decision."""
 

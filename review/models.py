@@ -85,4 +85,4 @@ class ReviewEvent(models.Model):
         raise AppendOnlyError("Review events are append-only; record a new event (undo) instead.")
 
 
-from .cells_models import CellStatus, QueueLease, WorkCell  # noqa: E402,F401 - the app's models, in their own module
+from .cells_models import CellGap, CellStatus, QueueLease, WorkCell  # noqa: E402,F401 - the app's models, in their own module

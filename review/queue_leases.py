@@ -45,11 +45,11 @@ def leases_release(*, detection_ids) -> None:
             cursor.execute("DELETE FROM review_queuelease WHERE detection_id = ANY(%s)", [ids])
 
 
-def _tiers(scene: Scene) -> list[str]:
+def _tiers(scene: Scene, user: AbstractBaseUser) -> list[str]:
     """The queue's tiers in serving order: without cells, one (everything)."""
     if not cell_selectors.scene_has_cells(scene):
         return [""]
-    return [cell_selectors.OWN_TIER_SQL, cell_selectors.FREE_TIER_SQL]
+    return cell_selectors.queue_tier_sql(scene=scene, user=user)
 
 
 def review_queue_served(
@@ -57,7 +57,7 @@ def review_queue_served(
     threshold: float = 0.5, limit: int = 1,
 ) -> list[Detection]:
     """The next (or previous) `limit` proposed detections for `user`, tier by tier, each leased to them."""
-    tiers = _tiers(scene)
+    tiers = _tiers(scene, user)
     start = 0 if not backwards else len(tiers) - 1
     if after is not None and len(tiers) > 1:
         tier = cell_selectors.queue_tier_of(detection_id=after.pk, user=user)

@@ -206,5 +206,6 @@ def test_a_poll_is_a_handful_of_queries(rapi, bapi, scene, classes, project, dja
     poll(bapi, scene, since=start, x=CENTRE[0], y=CENTRE[1])  # the cell lookup happens once per move
     # user, scene (membership), events, cells' revision: whatever the number of events.
     with django_assert_max_num_queries(4):
-        page = poll(bapi, scene, since=start, x=CENTRE[0], y=CENTRE[1])
-    assert len(page["events"]) == 20
+        r = bapi.get(f"/api/scenes/{scene.pk}/live/", {"since": start, "x": CENTRE[0], "y": CENTRE[1]})
+    assert len(r.json()["events"]) == 20
+    assert r["Server-Timing"].startswith("live;dur=")

@@ -24,7 +24,7 @@ export class LivePresence {
   private readonly source = new VectorSource<Feature<Point>>();
   private readonly list: HTMLElement;
   private readonly line: HTMLElement;
-  private readonly styles = new Map<string, Style>();
+  private readonly styles = new Map<string, Style[]>();
 
   constructor(private readonly map: OlMap, panelBlock: HTMLElement | null) {
     this.layer = new VectorLayer({ source: this.source, zIndex: 40, style: (f) => this.style(f as Feature<Point>) });
@@ -94,18 +94,20 @@ export class LivePresence {
     this.line.hidden = !text;
   }
 
-  private style(f: Feature<Point>): Style {
+  private style(f: Feature<Point>): Style[] {
     const name = String(f.get("name"));
     const colour = personColour(Number(f.get("user")));
     let style = this.styles.get(`${colour}|${name}`);
     if (!style) {
-      style = new Style({
-        image: new CircleStyle({ radius: 7, fill: new Fill({ color: colour }), stroke: new Stroke({ color: "#fff", width: 2 }) }),
+      // A dark ring under a white one under the person's colour: readable on any imagery.
+      const ring = new Style({ image: new CircleStyle({ radius: 10, fill: new Fill({ color: "rgba(15, 18, 28, 0.75)" }) }) });
+      style = [ring, new Style({
+        image: new CircleStyle({ radius: 8, fill: new Fill({ color: colour }), stroke: new Stroke({ color: "#fff", width: 2 }) }),
         text: new Text({
           text: name, offsetY: -16, font: "600 12px system-ui, sans-serif",
           fill: new Fill({ color: "#111" }), stroke: new Stroke({ color: "rgba(255,255,255,0.95)", width: 4 }),
         }),
-      });
+      })];
       this.styles.set(`${colour}|${name}`, style);
     }
     return style;

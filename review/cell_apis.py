@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors as annotate_selectors
+from annotate.permissions import Action, role_allows
 
 from . import cell_selectors, cells
 
@@ -42,6 +43,8 @@ class CellCollectionSerializer(serializers.Serializer):
     type = serializers.CharField()
     features = CellFeatureSerializer(many=True)
     revision = serializers.CharField()
+    me = serializers.IntegerField(help_text="the caller's user id (their cells are those assigned to it)")
+    can_manage = serializers.BooleanField(help_text="whether the caller may split, assign and reopen")
 
 
 class SplitInputSerializer(serializers.Serializer):
@@ -74,13 +77,20 @@ def _valid(serializer_class, data) -> dict:
     return body.validated_data
 
 
-def _collection(scene) -> Response:
-    return Response({**cell_selectors.cells_feature_collection(scene=scene), "revision": cells.cells_revision(scene)})
+def _collection(scene, user) -> Response:
+    """The scene's cells, their revision, and what the caller may do with them."""
+    role = annotate_selectors.role_of(user=user, project=scene.project)
+    return Response({
+        **cell_selectors.cells_feature_collection(scene=scene),
+        "revision": cells.cells_revision(scene),
+        "me": user.pk,
+        "can_manage": role_allows(role, Action.MANAGE_CELLS),
+    })
 
 
-def _one(cell) -> Response:
+def _one(cell, user) -> Response:
     """The cell's whole scene again: the map redraws labels and progress from one answer."""
-    return _collection(cell.scene)
+    return _collection(cell.scene, user)
 
 
 class SceneCellsApi(APIView):
@@ -89,7 +99,7 @@ class SceneCellsApi(APIView):
     @extend_schema(responses=CellCollectionSerializer)
     def get(self, request, scene_id: int):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
-        return _collection(scene)
+        return _collection(scene, request.user)
 
 
 class SceneCellsSplitApi(APIView):
@@ -100,7 +110,7 @@ class SceneCellsSplitApi(APIView):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         data = _valid(SplitInputSerializer, request.data)
         cells.cells_split(scene=scene, actor=request.user, size_m=data["size_m"], area=data.get("area"))
-        return _collection(scene)
+        return _collection(scene, request.user)
 
 
 class SceneCellsRoundRobinApi(APIView):
@@ -111,7 +121,7 @@ class SceneCellsRoundRobinApi(APIView):
         scene = annotate_selectors.scene_get(user=request.user, scene_id=scene_id)
         data = _valid(RoundRobinInputSerializer, request.data)
         cells.cells_assign_round_robin(scene=scene, actor=request.user, user_ids=data["users"])
-        return _collection(scene)
+        return _collection(scene, request.user)
 
 
 class CellAssignApi(APIView):
@@ -121,7 +131,7 @@ class CellAssignApi(APIView):
     def post(self, request, pk: int):
         cell = cell_selectors.cell_get(user=request.user, cell_id=pk)
         data = _valid(AssignInputSerializer, request.data)
-        return _one(cells.cell_assign(cell=cell, actor=request.user, user_id=data["user"]))
+        return _one(cells.cell_assign(cell=cell, actor=request.user, user_id=data["user"]), request.user)
 
 
 class CellDoneApi(APIView):
@@ -130,7 +140,7 @@ class CellDoneApi(APIView):
     @extend_schema(request=None, responses=CellCollectionSerializer)
     def post(self, request, pk: int):
         cell = cell_selectors.cell_get(user=request.user, cell_id=pk)
-        return _one(cells.cell_mark_done(cell=cell, actor=request.user))
+        return _one(cells.cell_mark_done(cell=cell, actor=request.user), request.user)
 
 
 class CellReopenApi(APIView):
@@ -139,4 +149,4 @@ class CellReopenApi(APIView):
     @extend_schema(request=None, responses=CellCollectionSerializer)
     def post(self, request, pk: int):
         cell = cell_selectors.cell_get(user=request.user, cell_id=pk)
-        return _one(cells.cell_reopen(cell=cell, actor=request.user))
+        return _one(cells.cell_reopen(cell=cell, actor=request.user), request.user)

@@ -289,11 +289,9 @@ def cells_guard_decision(*, scene_id: int, detection_ids=(), geometries=()) -> N
     for _id, label, status, done_by, done_at in hits:
         if status == CellStatus.DONE:
             when = timezone.localtime(done_at).strftime("%H:%M") if done_at else "an earlier time"
-            raise CellDone(
-                f"Cell {label} was marked done by {done_by or 'someone'} at {when}; ask a manager to reopen it.",
-                detail={"cell": _id, "label": label, "done_by": done_by,
-                        "done_at": done_at.isoformat() if done_at else None},
-            )
+            # The message carries the cell, who and when; no detail, so pages show the sentence alone.
+            who = done_by or "someone"
+            raise CellDone(f"Cell {label} was marked done by {who} at {when}; ask a manager to reopen it.")
     opened = [h[0] for h in hits if h[2] == CellStatus.OPEN]
     if opened:
         WorkCell.objects.filter(pk__in=opened, status=CellStatus.OPEN).update(

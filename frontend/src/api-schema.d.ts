@@ -1121,6 +1121,10 @@ export interface components {
             type: string;
             features: components["schemas"]["CellFeature"][];
             revision: string;
+            /** @description the caller's user id (their cells are those assigned to it) */
+            me: number;
+            /** @description whether the caller may split, assign and reopen */
+            can_manage: boolean;
         };
         /** @description One cell as a GeoJSON feature. */
         CellFeature: {

@@ -5,6 +5,7 @@ import type { Extent } from "ol/extent";
 import { errorText, Scene } from "./api";
 import { byId } from "./dom";
 import { ScoreFilters } from "./review/bulk";
+import { WorkCells } from "./review/cells";
 import { LiveUpdates } from "./review/live";
 import type { QueueOrder } from "./review/api";
 import { ProgressBox } from "./review/progress";
@@ -26,6 +27,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
   const say = new Messages();
 
   let review: ReviewWorkspace | null = null;
+  let cells: WorkCells | null = null;
   const classes = new ClassList(projectId, byId("class-list")!, { canAnnotate, canRunJobs, rememberedClassId: remembered }, {
     activeChanged: () => {
       renderDrawButton();
@@ -76,6 +78,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       countsTimer = null;
       void progress.load();
       void filters.load();
+      void cells?.load();
     }, 400);
   };
   const jobs = new SearchJobs(scene.id, panel, canRunJobs, {
@@ -106,6 +109,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
         else panel.dataset.selected = String(id);
         const state = id === null ? undefined : store.get(id);
         panel.dataset.selectedStatus = state?.status ?? "";
+        void cells?.selectionChanged(id);
       },
     },
     byId("detection-card")!,
@@ -121,6 +125,15 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
     selected: () => (panel.dataset.selected ? Number(panel.dataset.selected) : null),
   }, byId("review-block"));
   live.start();
+  // Work cells (review/cells.ts): their layer, its toggle and the "Work cells" section under the review block.
+  cells = new WorkCells(map, scene.id, {
+    projectId,
+    selected: () => (panel.dataset.selected ? Number(panel.dataset.selected) : null),
+    notice: (t) => say.notice(t),
+    failed: (t) => say.error(t),
+    cellsChanged: () => ws.queue.reset(),
+  }, byId("review-block"), byId("detection-card"));
+  void cells.start();
   store.onChange((s) => {
     if (String(s.id) === panel.dataset.selected) panel.dataset.selectedStatus = s.status;
   });

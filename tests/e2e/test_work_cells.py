@@ -1,0 +1,105 @@
+"""Work cells in Chromium (issue 10 §2, §5): a manager splits a scene into cells and deals them round-robin in the
+page; two reviewers each get their own cell's detections first; a reviewer marks her cell done, and a key pressed
+on a detection there shows the refusal while nothing changes in the database."""
+
+import re
+
+import pytest
+
+from annotate.models import DetectionStatus, Role
+from annotate.services import membership_set
+from review.models import ReviewEvent, WorkCell
+from tests.conftest import make_user
+from tests.e2e.conftest import fresh_page
+from tests.e2e.test_review_keys import wait_selected
+from tests.e2e.test_review_workspace import shot
+from tests.e2e.test_scene_search import kiln_detection, open_scene
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PROPOSED = DetectionStatus.PROPOSED
+
+
+@pytest.fixture
+def scene(tmp_path, ingested):
+    from tests.gpu_tasks.support import planted_scene
+
+    return ingested(planted_scene(tmp_path / "planted.tif"))  # 1036 m square, 1 m UTM pixels
+
+
+@pytest.fixture
+def reviewers(project):
+    users = [make_user("rita"), make_user("bob")]
+    for u in users:
+        membership_set(project=project, user=u, role=Role.REVIEWER)
+    return users
+
+
+def test_cells_split_dealt_served_first_and_done_cells_refuse_edits(browser, page, second_page, live_server, scene,
+                                                                    reviewers):
+    rita, bob = reviewers
+    # One proposal per quarter of the scene; by score alone bob's two (the left half) come first for everyone.
+    a1 = kiln_detection(scene, (84, 84, 140, 140), PROPOSED, 0.95)
+    a2 = kiln_detection(scene, (700, 140, 756, 196), PROPOSED, 0.6)
+    b1 = kiln_detection(scene, (140, 840, 196, 896), PROPOSED, 0.9)
+    b2 = kiln_detection(scene, (840, 840, 896, 896), PROPOSED, 0.5)
+
+    with fresh_page(browser) as manager_page:
+        open_scene(manager_page, live_server.url, scene, username="manager")
+        section = manager_page.locator("#cells-block")
+        section.get_by_text("This scene is not split into cells.").wait_for()
+        manager_page.get_by_label("Cell size (m)").fill("518")
+        manager_page.get_by_role("button", name="Split whole scene").click()
+        section.get_by_text("4 cells, 0 done.").wait_for()
+        # Deal them over the two reviewers (the manager unticked).
+        manager_page.get_by_label("manager (manager)").uncheck()
+        manager_page.get_by_role("button", name="Assign round-robin").click()
+        manager_page.wait_for_function(
+            "() => window.__georeviewMap.getLayers().getArray().find(l => l.get('name') === 'work-cells')"
+            ".getSource().getFeatures().every(f => f.get('assignee_name'))"
+        )
+        shot(manager_page, "work-cells-dealt.png")
+        assert manager_page.console_errors == []
+    owners = dict(WorkCell.objects.filter(scene=scene).values_list("label", "assignee__username"))
+    assert owners == {"A1": "bob", "A2": "rita", "B1": "bob", "B2": "rita"}  # members in name order
+
+    # Each reviewer's queue starts in their own cells: rita gets A2 (0.6), not bob's 0.95 or 0.9.
+    open_scene(page, live_server.url, scene, username="rita")
+    open_scene(second_page, live_server.url, scene, username="bob")
+    page.keyboard.press("n")
+    wait_selected(page, a2.pk)
+    second_page.keyboard.press("n")
+    wait_selected(second_page, a1.pk)
+    page.keyboard.press("n")
+    wait_selected(page, b2.pk)
+    second_page.keyboard.press("n")
+    wait_selected(second_page, b1.pk)
+    page.locator("#my-cells").get_by_text(re.compile(r"Your cells: A2 \(0/1\), B2 \(0/1\)")).wait_for()
+    shot(page, "work-cells-own-first.png")
+
+    # Rita finishes B2 (after a confirmation) with its proposal still undecided.
+    page.get_by_role("button", name="Mark my cell done").click()
+    dialog = page.locator("#confirm-dialog")
+    assert "Mark cell B2 done?" in dialog.inner_text()
+    dialog.get_by_role("button", name="Yes, do it").click()
+    page.locator("#my-cells").get_by_text("B2 (done)").wait_for()
+    # The card says why, and its decision buttons are disabled.
+    card = page.locator("#detection-card")
+    card.locator(".cell-done-note").get_by_text(re.compile(r"Cell B2 was marked done by rita at \d\d:\d\d")).wait_for()
+    assert card.locator("button[data-command='accept']").is_disabled()
+
+    # The key still reaches the server, which refuses; the message says who and what to do.
+    with page.expect_response(lambda r: f"/api/detections/{b2.pk}/review/" in r.url) as answer:
+        page.keyboard.press("a")
+    assert answer.value.status == 409
+    error = page.locator("#panel-error")
+    error.wait_for(state="visible")
+    assert re.search(r"Cell B2 was marked done by rita at \d\d:\d\d; ask a manager to reopen it\.", error.inner_text())
+    error.scroll_into_view_if_needed()
+    shot(page, "work-cells-done-refused.png")
+    b2.refresh_from_db()
+    assert (b2.status, b2.version) == (PROPOSED, 1)
+    assert not ReviewEvent.objects.filter(detection_id=b2.pk).exists()
+    assert WorkCell.objects.get(scene=scene, label="B2").status == "done"
+    assert all("409" in e for e in page.console_errors), page.console_errors
+    assert second_page.console_errors == []

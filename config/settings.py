@@ -189,6 +189,8 @@ JOB_MAX_TILES = env_int("JOB_MAX_TILES", 10_000)
 JOB_MAX_REFINE_BOXES = env_int("JOB_MAX_REFINE_BOXES", 5_000)
 # Queued + running GPU jobs one user may have; the next one is refused with 429 until one finishes.
 JOB_MAX_PENDING_PER_USER = env_int("JOB_MAX_PENDING_PER_USER", 3)
+# Seconds a detection served by the review queue stays held for its reviewer (a decision frees it sooner).
+REVIEW_LEASE_S = env_int("REVIEW_LEASE_S", 90)
 
 # ------------------------------------------------------------------------------------------ models
 MODEL_DIR = BASE_DIR / env_str("MODEL_DIR", str(DATA_DIR / "models"))

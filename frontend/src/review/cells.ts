@@ -25,6 +25,7 @@ interface Member {
 }
 
 const STATUS_COLOUR: Record<string, string> = { open: "#8e8e93", in_progress: "#ff9f0a", done: "#30d158" };
+const MIN_GAP_MS = 2000;
 const geojson = new GeoJSON({ dataProjection: "EPSG:4326", featureProjection: "EPSG:3857" });
 
 /** An element with properties and children (text or nodes). */
@@ -93,6 +94,11 @@ export class WorkCells {
     map.on("singleclick", (e) => {
       if (this.picking) void this.assignAt(e.coordinate);
     });
+    // Live updates (review/live.ts) announce another page's split, assignment or done cell.
+    window.addEventListener("cells-changed", (e) => {
+      const detail = (e as CustomEvent<{ sceneId: number; revision: string }>).detail;
+      if (detail?.sceneId === this.sceneId && detail.revision !== this.revision) void this.load();
+    });
     // The card re-renders on every change: disable its decision buttons again whenever it does.
     if (card) new MutationObserver(() => this.guardCard()).observe(card, { childList: true, subtree: true });
   }
@@ -111,14 +117,24 @@ export class WorkCells {
     this.render();
   }
 
-  /** Read the cells again (after decisions, or when live updates say the cells' revision changed). */
-  async load(): Promise<void> {
-    try {
-      this.apply(await getJson<CellCollection>(`/api/scenes/${this.sceneId}/cells/`));
-    } catch (e) {
-      this.host.failed(`The work cells could not be loaded: ${errorText(e)}`);
-    }
+  /** Read the cells again (after decisions, or when live updates say the cells' revision changed). Calls in a
+   * burst share one request, at most one every MIN_GAP_MS: the progress counts cost the server a spatial join. */
+  load(): Promise<void> {
+    if (this.loading) return this.loading;
+    const wait = Math.max(0, this.lastLoad + MIN_GAP_MS - Date.now());
+    this.loading = new Promise<void>((r) => window.setTimeout(r, wait))
+      .then(() => getJson<CellCollection>(`/api/scenes/${this.sceneId}/cells/`))
+      .then((data) => this.apply(data))
+      .catch((e) => this.host.failed(`The work cells could not be loaded: ${errorText(e)}`))
+      .finally(() => {
+        this.lastLoad = Date.now();
+        this.loading = null;
+      });
+    return this.loading;
   }
+
+  private loading: Promise<void> | null = null;
+  private lastLoad = 0;
 
   get revision(): string | null {
     return this.data?.revision ?? null;

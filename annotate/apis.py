@@ -1,7 +1,6 @@
 """REST endpoints of the domain core: thin views over selectors and services."""
 
 from django.contrib.gis.db.models.functions import AsGeoJSON
-from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -9,12 +8,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import project_services, selectors, services
 from .display_serializers import SceneDisplayInputSerializer, SceneDisplaySerializer
-from .errors import Conflict
 from .models import DetectionSource, DetectionStatus, SceneStatus
 from .pagination import FeaturePagination
 from .permissions import Action, require
+from .project_serializers import ClassUpdateInputSerializer, ProjectCreateInputSerializer
 from .serializers import (
     AnnotationInputSerializer,
     AnnotationSerializer,
@@ -75,20 +74,20 @@ BBOX_PARAM = OpenApiParameter("bbox", OpenApiTypes.STR, description="minlon,minl
 
 
 class ProjectListCreateApi(generics.ListCreateAPIView):
-    """Your projects; POST creates one with you as manager and the default classes."""
+    """Your projects; POST creates one with you as manager and no classes, the default eight, or a copy of another's."""
 
     serializer_class = ProjectSerializer
 
     def get_queryset(self):
         return selectors.project_list(user=self.request.user).prefetch_related("memberships__user")
 
-    def perform_create(self, serializer):
-        try:
-            serializer.instance = services.project_create(
-                user=self.request.user, **serializer.validated_data
-            )
-        except IntegrityError as exc:
-            raise Conflict("A project with this name already exists; choose another name.") from exc
+    @extend_schema(request=ProjectCreateInputSerializer, responses={201: ProjectSerializer})
+    def post(self, request, *args, **kwargs):
+        form = ProjectCreateInputSerializer(data=request.data, context={"request": request})
+        form.is_valid(raise_exception=True)
+        project = project_services.project_create(user=request.user, **form.validated_data)
+        project = self.get_queryset().get(pk=project.pk)
+        return Response(self.get_serializer(project).data, status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailApi(generics.RetrieveUpdateAPIView):
@@ -106,41 +105,46 @@ class ProjectDetailApi(generics.RetrieveUpdateAPIView):
 
 
 class ClassListCreateApi(generics.ListCreateAPIView):
-    """A project's classes; managers may add one (it gets the next stable index)."""
+    """A project's classes in list order; managers may add one (at the end, with the next stable index)."""
 
     serializer_class = ObjectClassSerializer
     pagination_class = None
 
     def get_queryset(self):
         project = selectors.project_get(user=self.request.user, project_id=self.kwargs["project_id"])
-        return project.classes.all()
+        return project.classes.order_by("position", "index")
 
     def perform_create(self, serializer):
         project = selectors.project_get(user=self.request.user, project_id=self.kwargs["project_id"])
-        try:
-            serializer.instance = services.object_class_create(
-                project=project, role=selectors.role_of(user=self.request.user, project=project),
-                name=serializer.validated_data["name"], color=serializer.validated_data.get("color", "#ff0000"),
-            )
-        except IntegrityError as exc:
-            raise Conflict("The project already has a class with this name.") from exc
+        serializer.instance = project_services.object_class_add(
+            project=project, role=selectors.role_of(user=self.request.user, project=project),
+            name=serializer.validated_data["name"], color=serializer.validated_data.get("color", "#ff0000"),
+        )
 
 
-class ClassDetailApi(generics.RetrieveUpdateAPIView):
-    """One class; managers may rename it or change its colour (its index never changes)."""
+class ClassDetailApi(generics.RetrieveDestroyAPIView):
+    """One class; managers may rename, recolour or move it (its index never changes), or delete it while unused."""
 
     serializer_class = ObjectClassSerializer
-    http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):
-        return selectors.class_list(user=self.request.user)
+        return selectors.class_list(user=self.request.user).select_related("project")
 
-    def perform_update(self, serializer):
-        require(selectors.role_of(user=self.request.user, project=serializer.instance.project), Action.EDIT_CLASSES)
-        try:
-            serializer.save()
-        except IntegrityError as exc:
-            raise Conflict("The project already has a class with this name.") from exc
+    @extend_schema(request=ClassUpdateInputSerializer, responses=ObjectClassSerializer)
+    def patch(self, request, *args, **kwargs):
+        object_class = self.get_object()
+        form = ClassUpdateInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        object_class = project_services.object_class_update(
+            object_class=object_class, role=selectors.role_of(user=request.user, project=object_class.project),
+            **form.validated_data,
+        )
+        return Response(self.get_serializer(object_class).data)
+
+    def perform_destroy(self, instance):
+        project_services.object_class_delete(
+            object_class=instance, role=selectors.role_of(user=self.request.user, project=instance.project)
+        )
 
 
 class SceneListApi(generics.ListAPIView):
@@ -252,6 +256,7 @@ class AnnotationDetailApi(generics.RetrieveDestroyAPIView):
 
     def perform_destroy(self, instance):
         role = selectors.role_of(user=self.request.user, project=instance.scene.project)
+        require(role, Action.ANNOTATE)  # a member demoted to viewer no longer changes examples, even their own
         if instance.author_id != self.request.user.pk:
             require(role, Action.EDIT_PROJECT)
         instance.delete()

@@ -81,8 +81,11 @@ def demo_classes_apply(*, project: Project) -> ClassChanges:
             cls.name, cls.color = name, colour
             cls.save(update_fields=["name", "color"])
         else:
-            next_index = (project.classes.aggregate(m=Max("index"))["m"] or -1) + 1  # a new stable export index
-            ObjectClass.objects.create(project=project, name=name, color=colour, index=next_index)
+            agg = project.classes.aggregate(i=Max("index"), p=Max("position"))
+            ObjectClass.objects.create(  # a new stable export index, at the end of the list
+                project=project, name=name, color=colour, index=(agg["i"] if agg["i"] is not None else -1) + 1,
+                position=(agg["p"] if agg["p"] is not None else -1) + 1,
+            )
             changes.created.append(name)
     for cls in spare:
         changes.removed.append(cls.name)

@@ -42,6 +42,18 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class ClassInUse(Conflict):
+    """A class that examples or detections still use, so it cannot be deleted."""
+
+    code = "class_in_use"
+
+
+class LastManager(Conflict):
+    """A change that would leave a project without a manager."""
+
+    code = "last_manager"
+
+
 class SceneNotReady(DomainError):
     """A scene that has not finished its ingest."""
 

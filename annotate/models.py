@@ -55,15 +55,17 @@ class Membership(models.Model):
 
 
 class ObjectClass(models.Model):
-    """A class of object in a project; `index` is the stable id used by exports (YOLO, COCO)."""
+    """A class of object in a project; `index` is the stable id used by exports (YOLO, COCO), `position` its place
+    in lists (a manager reorders classes without changing what an exported label means)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="classes")
     name = models.CharField(max_length=100)
     color = models.CharField(max_length=7, default="#ff0000", help_text="#rrggbb")
     index = models.PositiveIntegerField()
+    position = models.PositiveIntegerField(default=0, help_text="place in the project's class lists, 0 first")
 
     class Meta:
-        ordering = ["project", "index"]
+        ordering = ["project", "position", "index"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="uniq_class_name"),
             models.UniqueConstraint(fields=["project", "index"], name="uniq_class_index"),

@@ -1,12 +1,14 @@
 """Reads, always scoped by project membership: what a user cannot see does not exist (404)."""
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.gis.geos import Polygon
-from django.db.models import QuerySet
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.shortcuts import get_object_or_404
 
 from . import storage
-from .models import Annotation, Detection, Membership, ObjectClass, Project, Scene
+from .models import Annotation, Detection, Membership, ObjectClass, Project, Role, Scene
 from .uploads import raster_data_bands
 
 
@@ -33,6 +35,42 @@ def membership_get(*, user: AbstractBaseUser, project_id: int) -> Membership:
 def class_list(*, user: AbstractBaseUser) -> QuerySet[ObjectClass]:
     """Classes of the user's projects."""
     return ObjectClass.objects.filter(project__memberships__user=user)
+
+
+@dataclass(frozen=True)
+class ClassUsage:
+    """How many examples and detections use a class."""
+
+    examples: int
+    detections: int
+
+    def sentence(self) -> str:
+        """`12 examples and 340 detections`, leaving out a zero."""
+        parts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in
+                 ((self.examples, "example"), (self.detections, "detection")) if n]
+        return " and ".join(parts) or "nothing"
+
+
+def class_usage(*, object_class: ObjectClass) -> ClassUsage:
+    """How many examples and detections (of every scene of the project) use the class."""
+    return ClassUsage(
+        examples=Annotation.objects.filter(object_class=object_class).count(),
+        detections=Detection.objects.filter(object_class=object_class).count(),
+    )
+
+
+def member_list(*, project: Project) -> QuerySet[Membership]:
+    """A project's members, managers first, then by user name."""
+    role_rank = Case(*(When(role=r, then=Value(i)) for i, r in enumerate(Role.values)), output_field=IntegerField())
+    return (
+        Membership.objects.filter(project=project).select_related("user")
+        .order_by(role_rank, "user__username")
+    )
+
+
+def member_get(*, project: Project, user_id: int) -> Membership:
+    """One member of a project, or 404."""
+    return get_object_or_404(Membership.objects.select_related("user", "project"), project=project, user_id=user_id)
 
 
 def scene_list(*, user: AbstractBaseUser) -> QuerySet[Scene]:

@@ -137,14 +137,14 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class ObjectClassSerializer(serializers.ModelSerializer):
-    """A class; `index` is assigned by the server and never changes."""
+    """A class; `index` is assigned by the server and never changes; `position` is its place in lists (0 first)."""
 
     color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
 
     class Meta:
         model = ObjectClass
-        fields = ["id", "project", "name", "color", "index"]
-        read_only_fields = ["project", "index"]
+        fields = ["id", "project", "name", "color", "index", "position"]
+        read_only_fields = ["project", "index", "position"]
 
 
 _RINGS = {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.gis.geos import GEOSGeometry, MultiPolygon, Polygon
 from django.db import transaction
-from django.db.models import Max
 from rasterio.crs import CRS
 
 from . import geo, storage
@@ -47,7 +46,7 @@ def project_create(*, name: str, user: AbstractBaseUser, description: str = "") 
     project = Project.objects.create(name=name, description=description, created_by=user)
     Membership.objects.create(project=project, user=user, role=Role.MANAGER)
     ObjectClass.objects.bulk_create(
-        ObjectClass(project=project, name=n, color=c, index=i) for i, (n, c) in enumerate(DEFAULT_CLASSES)
+        ObjectClass(project=project, name=n, color=c, index=i, position=i) for i, (n, c) in enumerate(DEFAULT_CLASSES)
     )
     return project
 
@@ -56,14 +55,6 @@ def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Me
     """Give a user a role in a project (adds or changes the membership)."""
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
-
-
-@transaction.atomic
-def object_class_create(*, project: Project, role: str | None, name: str, color: str) -> ObjectClass:
-    """Add a class with the next free stable index."""
-    require(role, Action.EDIT_CLASSES)
-    next_index = (project.classes.aggregate(m=Max("index"))["m"] or -1) + 1
-    return ObjectClass.objects.create(project=project, name=name, color=color, index=next_index)
 
 
 # ------------------------------------------------------------------------------------------ scenes

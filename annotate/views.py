@@ -6,14 +6,17 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from . import selectors
+from .models import Role
 from .permissions import Action, role_allows
 from .serializers import SceneSerializer
+from .services import DEFAULT_CLASSES
 
 
 @login_required
 def home(request):
-    """The user's projects."""
-    return render(request, "annotate/home.html", {"projects": selectors.project_list(user=request.user)})
+    """The user's projects, and a form to create one."""
+    projects = selectors.project_list(user=request.user)
+    return render(request, "annotate/home.html", {"projects": projects, "default_classes": DEFAULT_CLASSES})
 
 
 @login_required
@@ -24,7 +27,13 @@ def project_page(request, project_id: int):
     return render(
         request,
         "annotate/project.html",
-        {"project": project, "role": role, "can_upload": role_allows(role, Action.UPLOAD_SCENE)},
+        {
+            "project": project, "role": role, "can_upload": role_allows(role, Action.UPLOAD_SCENE),
+            "can_edit_classes": role_allows(role, Action.EDIT_CLASSES),
+            "can_manage_members": role_allows(role, Action.MANAGE_MEMBERS),
+            "can_delete_scenes": role_allows(role, Action.DELETE_SCENE),
+            "roles": Role.choices,
+        },
     )
 
 
@@ -43,6 +52,8 @@ def scene_page(request, scene_id: int):
             "role": role, "can_annotate": role_allows(role, Action.ANNOTATE),
             "can_review": role_allows(role, Action.REVIEW),
             "can_run_jobs": role_allows(role, Action.RUN_JOBS),
+            "can_refine": role_allows(role, Action.REFINE_ONE),
+            "can_bulk": role_allows(role, Action.BULK_REVIEW),
             "last_class_id": membership.last_class_id,
         },
     )

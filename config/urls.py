@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import TokenObtainApi
 from annotate import apis as annotate_apis
-from annotate import tile_views
+from annotate import project_apis, tile_views
 from annotate import views as pages
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
@@ -23,6 +23,13 @@ api = [
     path("projects/", annotate_apis.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:pk>/", annotate_apis.ProjectDetailApi.as_view(), name="api-project"),
     path("projects/<int:project_id>/classes/", annotate_apis.ClassListCreateApi.as_view(), name="api-classes"),
+    path(
+        "projects/<int:project_id>/classes/reorder/", project_apis.ClassReorderApi.as_view(), name="api-classes-reorder"
+    ),
+    path("projects/<int:project_id>/members/", project_apis.MemberListApi.as_view(), name="api-members"),
+    path(
+        "projects/<int:project_id>/members/<int:user_id>/", project_apis.MemberDetailApi.as_view(), name="api-member"
+    ),
     path("projects/<int:project_id>/me/", annotate_apis.ProjectMeApi.as_view(), name="api-project-me"),
     path("projects/<int:project_id>/scenes/", annotate_apis.SceneListApi.as_view(), name="api-project-scenes"),
     path("projects/<int:project_id>/scenes/upload/", job_apis.SceneUploadApi.as_view(), name="api-scene-upload"),

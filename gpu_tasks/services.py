@@ -210,8 +210,11 @@ JOB_KIND_ACTION: dict[str, Action] = {
 JOB_KIND_ANY_ACTION: dict[str, tuple[Action, ...]] = {JobKind.REQUERY: (Action.REVIEW, Action.ANNOTATE)}
 
 
-def job_kind_require(*, kind: str, role: str | None) -> None:
+def job_kind_require(*, kind: str, role: str | None, params: dict | None = None) -> None:
     """NotAllowed unless the role may start jobs of this kind (kinds not in the tables: managers only)."""
+    params = params or {}
+    if kind == JobKind.REFINE and params.get("interactive") and len(params.get("detection_ids") or []) == 1:
+        return require(role, Action.REFINE_ONE)  # "refine this" (S) is part of reviewing one detection
     if kind in JOB_KIND_ANY_ACTION:
         actions = JOB_KIND_ANY_ACTION[kind]
         if not any(role_allows(role, action) for action in actions):
@@ -222,7 +225,7 @@ def job_kind_require(*, kind: str, role: str | None) -> None:
 
 def job_cancel(*, job: Job, role: str | None) -> Job:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next batch."""
-    job_kind_require(kind=job.kind, role=role)
+    job_kind_require(kind=job.kind, role=role, params=job.params)
     if job.status in JobStatus.finished():
         raise Conflict(f"The job has already {job.status}; there is nothing to cancel.")
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
@@ -322,7 +325,7 @@ def job_requeue(*, job: Job, role: str | None, user: AbstractBaseUser | None = N
 
     Needs the permission to start a job of its kind; a GPU job counts against `user`'s pending jobs.
     """
-    job_kind_require(kind=job.kind, role=role)
+    job_kind_require(kind=job.kind, role=role, params=job.params)
     # A queued job the broker lost (restarted without its data) may be run again too.
     retryable = job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job_is_stalled(job)
     # An interrupted job re-queued by itself may be sent again too (a duplicate delivery does nothing).
@@ -464,7 +467,7 @@ def _scene_job_submit(
 
     An identical job already queued or running is returned instead of a new one. enqueue=False: run inline.
     """
-    job_kind_require(kind=kind, role=role)
+    job_kind_require(kind=kind, role=role, params=params)
     if scene.status != SceneStatus.READY:
         raise SceneNotReady(f"Scene {scene.name!r} is {scene.status}; wait until its ingest has finished.")
     with transaction.atomic():

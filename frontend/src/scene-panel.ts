@@ -58,6 +58,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       review?.queue.reset(); // what the queue may show changed: its look-ahead is read again
     },
     canReview,
+    canBulk: panel.dataset.canBulk === "1",
     done: (t) => {
       say.notice(t);
       countsStale();
@@ -100,7 +101,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       colourOf,
       canReview,
       canAnnotate,
-      canRefine: canRunJobs,
+      canRefine: panel.dataset.canRefine === "1",
       zoomScene: () => sceneExtent && map.getView().fit(sceneExtent, { padding: [24, 24, 24, 24], duration: 250 }),
       updateProposals: () => void jobs.updateProposals(),
       countsStale,

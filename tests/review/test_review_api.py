@@ -206,11 +206,15 @@ def test_undo_last_decision_then_refuses_when_changed(api, rapi, scene, classes)
     assert det.status == "accepted"
 
 
-def test_bulk_review_by_filter_and_ids_and_group_undo(rapi, scene, classes):
+def test_bulk_review_by_filter_and_ids_and_group_undo(api, rapi, scene, classes):
     dets = [make_detection(scene, classes[0], score=s, i=i) for i, s in enumerate((0.9, 0.8, 0.3, 0.2))]
     other_class = make_detection(scene, classes[1], score=0.95, i=9)
     url = f"/api/scenes/{scene.pk}/detections/bulk-review/"
-    r = rapi.post(
+    # Bulk decisions are a manager's (issue 10): a reviewer decides one at a time.
+    refused = rapi.post(url, {"verdict": "accepted", "client_id": "b0", "class": classes[0].pk}, format="json")
+    assert refused.status_code == 403 and "only managers may" in refused.json()["error"]["message"]
+    assert not ReviewEvent.objects.exists()
+    r = api.post(
         url, {"verdict": "accepted", "client_id": "b1", "class": classes[0].pk, "score_min": 0.5}, format="json"
     )
     assert r.status_code == 200, r.json()
@@ -218,15 +222,15 @@ def test_bulk_review_by_filter_and_ids_and_group_undo(rapi, scene, classes):
     batch = r.json()["batch_id"]
     assert ReviewEvent.objects.filter(batch_id=batch).count() == 2
     # Retry: no second batch.
-    assert rapi.post(
+    assert api.post(
         url, {"verdict": "accepted", "client_id": "b1", "class": classes[0].pk, "score_min": 0.5}, format="json"
     ).json()["batch_id"] == batch
     assert ReviewEvent.objects.count() == 2
-    r = rapi.post(url, {"verdict": "rejected", "client_id": "b2", "ids": [dets[2].pk, dets[0].pk]}, format="json")
+    r = api.post(url, {"verdict": "rejected", "client_id": "b2", "ids": [dets[2].pk, dets[0].pk]}, format="json")
     assert r.json()["count"] == 1  # already-reviewed ones are skipped
     # Undo the first batch as a group (named by one of its events).
     first = ReviewEvent.objects.filter(batch_id=batch).first()
-    r = rapi.post("/api/review/undo/", {"client_id": "ub", "event": first.pk}, format="json")
+    r = api.post("/api/review/undo/", {"client_id": "ub", "event": first.pk}, format="json")
     assert r.status_code == 200 and len(r.json()["events"]) == 2
     assert set(Detection.objects.filter(pk__in=[dets[0].pk, dets[1].pk]).values_list("status", flat=True)) == {
         "proposed"
@@ -234,10 +238,10 @@ def test_bulk_review_by_filter_and_ids_and_group_undo(rapi, scene, classes):
     other_class.refresh_from_db()
     assert other_class.status == "proposed"
     # Bad input: neither ids nor a filter, too many ids, NaN.
-    assert rapi.post(url, {"verdict": "accepted", "client_id": "x"}, format="json").status_code == 400
-    r = rapi.post(url, {"verdict": "accepted", "client_id": "x", "ids": list(range(1, 6002))}, format="json")
+    assert api.post(url, {"verdict": "accepted", "client_id": "x"}, format="json").status_code == 400
+    r = api.post(url, {"verdict": "accepted", "client_id": "x", "ids": list(range(1, 6002))}, format="json")
     assert r.status_code == 400 and "At most" in r.json()["error"]["message"]
-    r = rapi.post(url, '{"verdict": "accepted", "client_id": "x", "score_min": NaN}', content_type="application/json")
+    r = api.post(url, '{"verdict": "accepted", "client_id": "x", "score_min": NaN}', content_type="application/json")
     assert r.status_code == 400
 
 
@@ -316,13 +320,13 @@ def test_review_endpoints_are_in_the_openapi_schema(rapi):
 
 def test_group_undo_refused_whole_when_one_changed_since(api, rapi, scene, classes):
     dets = [make_detection(scene, classes[0], score=0.9, i=i) for i in range(3)]
-    r = rapi.post(
+    r = api.post(
         f"/api/scenes/{scene.pk}/detections/bulk-review/",
         {"verdict": "rejected", "client_id": "g1", "ids": [d.pk for d in dets]}, format="json",
     )
     assert r.json()["count"] == 3
-    review(api, dets[1], 2, "later")  # someone accepts one of them afterwards
-    r = rapi.post("/api/review/undo/", {"client_id": "gu"}, format="json")
+    review(rapi, dets[1], 2, "later")  # a reviewer accepts one of them afterwards
+    r = api.post("/api/review/undo/", {"client_id": "gu"}, format="json")
     assert r.status_code == 409
     # Nothing half-undone: the other two stay rejected, no undo event was kept.
     assert sorted(Detection.objects.filter(pk__in=[d.pk for d in dets]).values_list("status", flat=True)) == [
@@ -367,7 +371,7 @@ def test_two_simultaneous_decisions_one_wins(project, manager, classes):
     assert det.version == 2 and ReviewEvent.objects.count() == 1
 
 
-def test_service_refuses_an_unknown_verdict(reviewer, scene, classes):
+def test_service_refuses_an_unknown_verdict(reviewer, manager, scene, classes):
     """The service checks the verdict itself: a caller other than the API cannot write a made-up status."""
     from annotate.errors import DomainError
     from review import services
@@ -376,7 +380,7 @@ def test_service_refuses_an_unknown_verdict(reviewer, scene, classes):
     with pytest.raises(DomainError, match="Unknown verdict"):
         services.detection_review(detection=d, actor=reviewer, verdict="maybe", expected_version=1)
     with pytest.raises(DomainError, match="Unknown verdict"):
-        services.detections_bulk_review(scene=scene, actor=reviewer, verdict="maybe", detections=[d])
+        services.detections_bulk_review(scene=scene, actor=manager, verdict="maybe", detections=[d])
     d.refresh_from_db()
     assert (d.status, d.version) == (DetectionStatus.PROPOSED, 1)
     assert not ReviewEvent.objects.filter(detection_id=d.pk).exists()

@@ -131,7 +131,7 @@ def test_uncertainty_queue_matches_the_exact_order(scene, classes, threshold):
 # ---- score histogram ----
 
 
-def test_score_histogram_counts_and_matches_bulk_review(rapi, scene, classes, project):
+def test_score_histogram_counts_and_matches_bulk_review(rapi, api, scene, classes, project):
     a, b = classes
     for score in (0.0, 0.01, 0.05, 0.149, 0.15, 0.5, 0.99, 1.0, None):
         detection_at(scene, a, 10.01, 50.01, score=score)
@@ -156,15 +156,15 @@ def test_score_histogram_counts_and_matches_bulk_review(rapi, scene, classes, pr
     # "N shown above this score" from the bins equals what bulk accept by that score takes.
     edge = 3
     shown = sum(got[a.pk]["proposed"][edge:])
-    r = rapi.post(f"/api/scenes/{scene.pk}/detections/bulk-review/",
-                  {"verdict": "accepted", "client_id": "h1", "class": a.pk, "score_min": 0.15}, format="json")
+    r = api.post(f"/api/scenes/{scene.pk}/detections/bulk-review/",  # bulk decisions are a manager's
+                 {"verdict": "accepted", "client_id": "h1", "class": a.pk, "score_min": 0.15}, format="json")
     assert r.status_code == 200 and r.json()["count"] == shown == 4
     after = {c["object_class"]: c for c in rapi.get(f"/api/scenes/{scene.pk}/score-histogram/").json()["classes"]}
     assert sum(after[a.pk]["proposed"][edge:]) == 0 and after[a.pk]["accepted"] == 5
     # "Reject all shown below": the bins under the edge, a missing score counted as 0 on both sides.
     below = sum(after[a.pk]["proposed"][:2])
-    r = rapi.post(f"/api/scenes/{scene.pk}/detections/bulk-review/",
-                  {"verdict": "rejected", "client_id": "h2", "class": a.pk, "score_max": 0.1}, format="json")
+    r = api.post(f"/api/scenes/{scene.pk}/detections/bulk-review/",
+                 {"verdict": "rejected", "client_id": "h2", "class": a.pk, "score_max": 0.1}, format="json")
     assert r.status_code == 200 and r.json()["count"] == below == 4
     last = {c["object_class"]: c for c in rapi.get(f"/api/scenes/{scene.pk}/score-histogram/").json()["classes"]}
     assert last[a.pk]["proposed"] == [0, 0, 1] + [0] * 17 and last[a.pk]["rejected"] == 4

@@ -10,6 +10,8 @@ export interface BulkHost {
   floorOf(classId: number): number;
   setFloor(classId: number, value: number): void;
   canReview: boolean;
+  /** Whether the role may accept or reject in bulk (managers): others get the sliders without the bulk buttons. */
+  canBulk: boolean;
   /** A bulk action finished (count done): tiles, counts and the queue change. */
   done(text: string): void;
   failed(text: string): void;
@@ -105,7 +107,7 @@ export class ScoreFilters {
     const head = el("div", "score-head");
     head.append(name, value);
     row.append(head, slider, counts);
-    if (this.host.canReview) {
+    if (this.host.canBulk) {
       const actions = el("div", "btn-row");
       actions.append(accept, reject);
       row.append(actions);

@@ -80,9 +80,10 @@ def _valid(serializer_class, data) -> dict:
 def _collection(scene, user) -> Response:
     """The scene's cells, their revision, and what the caller may do with them."""
     role = annotate_selectors.role_of(user=user, project=scene.project)
+    revision = cells.cells_revision(scene)
     return Response({
-        **cell_selectors.cells_feature_collection(scene=scene),
-        "revision": cells.cells_revision(scene),
+        **cell_selectors.cells_feature_collection(scene=scene, revision=revision),
+        "revision": revision,
         "me": user.pk,
         "can_manage": role_allows(role, Action.MANAGE_CELLS),
     })

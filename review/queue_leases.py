@@ -6,7 +6,9 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
+from annotate import selectors as annotate_selectors
 from annotate.models import Detection, Scene
+from annotate.permissions import Action, role_allows
 
 from . import cell_selectors, selectors
 
@@ -58,6 +60,8 @@ def review_queue_served(
 ) -> list[Detection]:
     """The next (or previous) `limit` proposed detections for `user`, tier by tier, each leased to them."""
     tiers = _tiers(scene, user)
+    # Only those who may decide hold what they are shown; a viewer browsing the queue takes nothing from anyone.
+    deciding = role_allows(annotate_selectors.role_of(user=user, project=scene.project), Action.REVIEW)
     start = 0 if not backwards else len(tiers) - 1
     if after is not None and len(tiers) > 1:
         tier = cell_selectors.queue_tier_of(detection_id=after.pk, user=user)
@@ -86,9 +90,9 @@ def review_queue_served(
                 # now), so concurrent askers take different rows without waiting; the upsert settles the rest.
                 ids = selectors.review_queue_ids(
                     scene=scene, order=order, after=tier_after, backwards=backwards, threshold=threshold,
-                    limit=need, extra=(tiers[t] + cell_selectors.NOT_LEASED_SQL, params), lock=True,
+                    limit=need, extra=(tiers[t] + cell_selectors.NOT_LEASED_SQL, params), lock=deciding,
                 )
-                got = leases_take(user=user, ids=ids)
+                got = leases_take(user=user, ids=ids) if deciding else set(ids)
             if not ids:
                 break
             served += [i for i in ids if i in got]

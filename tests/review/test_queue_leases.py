@@ -162,3 +162,12 @@ def test_someone_elses_lease_is_skipped_not_waited_for(project, classes, two_rev
     finally:
         release.set()
         holder.join()
+
+
+def test_a_viewer_browsing_the_queue_holds_nothing(project, classes, viewer, two_reviewers):
+    scene = make_scene(project)
+    dets = make_detections(scene, classes[0], 3)
+    assert queue(client_for(viewer), scene, 3) == [d.pk for d in dets]
+    assert not QueueLease.objects.exists()
+    assert queue(client_for(two_reviewers[0]), scene, 3) == [d.pk for d in dets]
+    assert QueueLease.objects.count() == 3

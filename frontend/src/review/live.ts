@@ -15,6 +15,9 @@ export type LiveEvent = components["schemas"]["LiveEvent"];
 const VISIBLE_MS = 1000;
 const HIDDEN_MS = 5000;
 const MAX_BACKOFF_MS = 30000;
+/** Others' decisions re-read the counts (progress, score histogram) at most this often: with 20 reviewers deciding,
+ * every page asking on every poll would be 20 histogram queries a second for a number nobody reads that fast. */
+const COUNTS_EVERY_MS = 10000;
 
 export interface LiveHost {
   /** Shapes or the set of detections changed (someone reshaped, drew or deleted): the tiles reload. */
@@ -35,6 +38,8 @@ export class LiveUpdates {
   private inFlight = false;
   private failures = 0;
   private stopped = false;
+  private countsAt = 0;
+  private countsTimer: number | null = null;
   readonly presence: LivePresence;
 
   constructor(
@@ -145,7 +150,7 @@ export class LiveUpdates {
       if (newer) this.host.changedElsewhere(e);
     }
     if (reshaped) this.host.shapesChanged();
-    if (others) this.host.countsStale();
+    if (others) this.countsSoon();
     const last = events[events.length - 1];
     const target = this.map.getTargetElement();
     if (last && target) {
@@ -153,6 +158,17 @@ export class LiveUpdates {
       target.dataset.liveLast = `${last.detection}:${last.version_after}:${last.status_after}`;
       target.dataset.liveAppliedAt = String(Date.now());
     }
+  }
+
+  /** Re-read the counts now if they were not re-read in the last COUNTS_EVERY_MS, else once when that is up. */
+  private countsSoon(): void {
+    if (this.countsTimer !== null) return;
+    const wait = Math.max(0, this.countsAt + COUNTS_EVERY_MS - Date.now());
+    this.countsTimer = window.setTimeout(() => {
+      this.countsTimer = null;
+      this.countsAt = Date.now();
+      this.host.countsStale();
+    }, wait);
   }
 }
 

@@ -12,8 +12,8 @@ from review.models import ReviewEvent, WorkCell
 from tests.conftest import make_user
 from tests.e2e.conftest import fresh_page
 from tests.e2e.test_review_keys import wait_selected
-from tests.e2e.test_review_workspace import shot
-from tests.e2e.test_scene_search import kiln_detection, open_scene
+from tests.e2e.test_review_workspace import centre_3857, shot
+from tests.e2e.test_scene_search import kiln_detection, open_scene, page_points
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -59,9 +59,20 @@ def test_cells_split_dealt_served_first_and_done_cells_refuse_edits(browser, pag
             ".getSource().getFeatures().every(f => f.get('assignee_name'))"
         )
         shot(manager_page, "work-cells-dealt.png")
+        owners = dict(WorkCell.objects.filter(scene=scene).values_list("label", "assignee__username"))
+        assert owners == {"A1": "bob", "A2": "rita", "B1": "bob", "B2": "rita"}  # members in name order
+
+        # By hand: pick a reviewer, then click cells on the map (A1 to rita, then back to bob).
+        manager_page.get_by_role("button", name="Assign by clicking cells").click()
+        a1_centre = page_points(manager_page, [centre_3857(WorkCell.objects.get(scene=scene, label="A1").geometry)])[0]
+        for name in ("rita", "bob"):
+            manager_page.get_by_label("Clicked cells go to").select_option(label=name)
+            with manager_page.expect_response(lambda r: "/assign/" in r.url) as answer:
+                manager_page.mouse.click(*a1_centre)
+            assert answer.value.status == 200
+            assert WorkCell.objects.get(scene=scene, label="A1").assignee.username == name
+        manager_page.get_by_role("button", name="Stop assigning").click()
         assert manager_page.console_errors == []
-    owners = dict(WorkCell.objects.filter(scene=scene).values_list("label", "assignee__username"))
-    assert owners == {"A1": "bob", "A2": "rita", "B1": "bob", "B2": "rita"}  # members in name order
 
     # Each reviewer's queue starts in their own cells: rita gets A2 (0.6), not bob's 0.95 or 0.9.
     open_scene(page, live_server.url, scene, username="rita")

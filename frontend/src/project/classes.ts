@@ -1,5 +1,5 @@
 // The project's classes: managers add, rename, recolour, reorder (buttons, or Alt+Up/Down) and delete them.
-import { deleteJson, errorText, getJson, ObjectClass, patchJson, postJson } from "../api";
+import { ApiError, deleteJson, errorText, getJson, ObjectClass, patchJson, postJson } from "../api";
 import { el } from "../dom";
 
 export class ClassAdmin {
@@ -28,7 +28,8 @@ export class ClassAdmin {
       await work();
       this.say("");
     } catch (e) {
-      this.say(errorText(e));
+      // A refusal's message says it all; only invalid input needs its fields listed.
+      this.say(e instanceof ApiError && e.code !== "invalid" ? e.message : errorText(e));
     }
     await this.load();
     focus?.();

@@ -1,5 +1,5 @@
 // The project's members: everyone sees who is in it; managers add members by user name, change roles, remove them.
-import { deleteJson, errorText, getJson, patchJson, postJson } from "../api";
+import { ApiError, deleteJson, errorText, getJson, patchJson, postJson } from "../api";
 import type { components } from "../api-schema";
 import { el } from "../dom";
 
@@ -31,17 +31,18 @@ export class MemberAdmin {
     this.error.hidden = !text;
   }
 
-  private async change(work: () => Promise<unknown>, after?: () => void): Promise<boolean> {
+  private async change(work: () => Promise<unknown>, after?: (ok: boolean) => void): Promise<boolean> {
     let ok = true;
     try {
       await work();
       this.say("");
     } catch (e) {
-      this.say(errorText(e));
+      // A refusal's message says it all; only invalid input needs its fields listed.
+      this.say(e instanceof ApiError && e.code !== "invalid" ? e.message : errorText(e));
       ok = false;
     }
     await this.load();
-    after?.();
+    after?.(ok);
     return ok;
   }
 
@@ -64,9 +65,9 @@ export class MemberAdmin {
     }
     role.addEventListener("change", () => {
       const value = role.value;
-      void this.change(() => patchJson(this.url(m.user), { role: value }), () => {
+      void this.change(() => patchJson(this.url(m.user), { role: value }), (ok) => {
         // Demoting yourself takes the management controls away: the page is redrawn for the new role.
-        if (m.user === this.myId && value !== "manager") window.location.reload();
+        if (ok && m.user === this.myId && value !== "manager") window.location.reload();
         else this.list.querySelector<HTMLElement>(`[data-user-id="${m.user}"] select`)?.focus();
       });
     });
@@ -74,8 +75,8 @@ export class MemberAdmin {
     remove.type = "button";
     remove.setAttribute("aria-label", `Remove ${m.username}`);
     remove.addEventListener("click", () => {
-      void this.change(() => deleteJson(this.url(m.user)), () => {
-        if (m.user === this.myId && !this.error.textContent) window.location.href = "/";
+      void this.change(() => deleteJson(this.url(m.user)), (ok) => {
+        if (ok && m.user === this.myId) window.location.href = "/"; // no longer a member: back to your projects
       });
     });
     row.append(role, remove);

@@ -37,7 +37,6 @@ export class LiveUpdates {
   private timer: number | null = null;
   private inFlight = false;
   private failures = 0;
-  private stopped = false;
   private countsAt = 0;
   private countsTimer: number | null = null;
   readonly presence: LivePresence;
@@ -55,18 +54,12 @@ export class LiveUpdates {
   }
 
   start(): void {
-    this.stopped = false;
     void this.poll();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.clearTimer();
   }
 
   /** Poll now (the page came back into view), unless one is on its way or we are backing off from errors. */
   private wake(): void {
-    if (document.visibilityState !== "visible" || this.inFlight || this.failures > 0 || this.stopped) return;
+    if (document.visibilityState !== "visible" || this.inFlight || this.failures > 0) return;
     this.clearTimer();
     void this.poll();
   }
@@ -78,7 +71,7 @@ export class LiveUpdates {
 
   private schedule(ms: number): void {
     this.clearTimer();
-    if (!this.stopped) this.timer = window.setTimeout(() => void this.poll(), ms);
+    this.timer = window.setTimeout(() => void this.poll(), ms);
   }
 
   private query(): string {
@@ -100,7 +93,7 @@ export class LiveUpdates {
   }
 
   private async poll(): Promise<void> {
-    if (this.inFlight || this.stopped) return;
+    if (this.inFlight) return;
     this.inFlight = true;
     this.clearTimer();
     let again = VISIBLE_MS;

@@ -154,3 +154,37 @@ def test_a_manager_runs_a_project_from_its_pages_and_a_reviewer_is_offered_none_
     assert not Scene.objects.filter(pk=scene.pk).exists()
     assert not Detection.objects.filter(object_class=kiln).exists()
     assert page.console_errors == [] or all("409" in e or "400" in e for e in page.console_errors)
+
+
+@pytest.fixture
+def planted(tmp_path, ingested):
+    from tests.gpu_tasks.support import planted_scene
+
+    return ingested(planted_scene(tmp_path / "planted.tif"))
+
+
+def test_the_scene_page_offers_each_role_what_the_api_allows(page, second_page, live_server, planted, project):
+    from tests.e2e.test_review_keys import wait_selected
+    from tests.e2e.test_scene_search import add_detection, open_scene
+
+    reviewer = make_user("rex")
+    Membership.objects.create(project=project, user=reviewer, role=Role.REVIEWER)
+    proposal = add_detection(planted, "red_b", "proposed", 0.9)
+
+    # A reviewer decides one at a time and may refine the one in front of them; bulk and search are not offered.
+    open_scene(page, live_server.url, planted, username="rex")
+    page.wait_for_selector(".score-row")
+    for selector in (".bulk-accept", ".bulk-reject", "#search-button", ".class-row input[type=checkbox]"):
+        assert page.locator(selector).count() == 0, selector
+    assert page.locator("#draw-missed").count() == 1
+    page.keyboard.press("n")
+    wait_selected(page, proposal.pk)
+    page.wait_for_selector(f"#detection-card[data-detection-id='{proposal.pk}']")
+    commands = page.locator("#detection-card button[data-command]").evaluate_all("bs => bs.map(b => b.dataset.command)")
+    assert "refine" in commands and "accept" in commands
+    shot(page, "scene-as-reviewer.png")
+
+    # The manager gets the bulk buttons.
+    open_scene(second_page, live_server.url, planted, username="manager")
+    second_page.wait_for_selector(".score-row .bulk-accept")
+    assert second_page.locator("#search-button").count() == 1

@@ -11,6 +11,7 @@ import pytest
 from annotate.models import DetectionStatus, Role
 from annotate.services import membership_set
 from review import services
+from review.cells_models import WorkCell
 from tests.conftest import make_user
 from tests.e2e.test_review_workspace import shot
 from tests.e2e.test_scene_search import kiln_detection, open_scene
@@ -57,6 +58,9 @@ def test_decisions_show_in_the_other_page_within_two_seconds_and_each_sees_the_o
 ):
     rita, bob = reviewers(scene.project)
     dets = grid_of_proposals(scene, 40)  # each queue page leases 16: enough for Bob's and Rita's 20
+    # One unassigned work cell over the whole scene: the presence list names the cell each reviewer is in.
+    WorkCell.objects.create(project=scene.project, scene=scene, geometry=scene.footprint.envelope, label="A1", row=0,
+                            col=0, size_m=1036)
     open_scene(page, live_server.url, scene, username="rita")
     open_scene(second_page, live_server.url, scene, username="bob")
 
@@ -64,6 +68,7 @@ def test_decisions_show_in_the_other_page_within_two_seconds_and_each_sees_the_o
     names_listed(page, "bob")
     names_listed(second_page, "rita")
     assert page.locator("#live-people").inner_text().count("bob") == 1
+    page.locator("#live-people li", has_text="cell A1").wait_for()
     assert "rita" not in page.locator("#live-people").inner_text()  # not oneself
     assert second_page.evaluate(
         "id => window.__georeviewMap.getLayers().getArray().some(l => l.getSource && l.getSource()"

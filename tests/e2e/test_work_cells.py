@@ -114,3 +114,26 @@ def test_cells_split_dealt_served_first_and_done_cells_refuse_edits(browser, pag
     assert WorkCell.objects.get(scene=scene, label="B2").status == "done"
     assert all("409" in e for e in page.console_errors), page.console_errors
     assert second_page.console_errors == []
+
+
+def test_a_manager_draws_an_area_and_only_cells_touching_it_are_made(page, live_server, scene):
+    from tests.gpu_tasks.support import px_box_to_polygon
+
+    open_scene(page, live_server.url, scene, username="manager")
+    page.get_by_label("Cell size (m)").fill("100")
+    page.get_by_role("button", name="Draw area and split").click()
+    # An area over the top-left 250 m x 250 m of the scene (1 m pixels), drawn corner by corner.
+    area = px_box_to_polygon(scene, (10, 10, 250, 250))
+    corners = page_points(page, [list(c) for c in area.transform(3857, clone=True).exterior_ring.coords[:-1]])
+    with page.expect_response(lambda r: "/cells/split/" in r.url) as answer:
+        for point in [*corners, corners[0]]:
+            page.mouse.click(*point)
+            page.wait_for_timeout(300)
+    assert answer.value.status == 200, answer.value.text()
+    page.locator("#cells-summary").get_by_text("9 cells, 0 done.").wait_for()
+    labels = sorted(WorkCell.objects.filter(scene=scene).values_list("label", flat=True))
+    # 100 m cells from the area's top-left corner: 240 m across -> 3 columns and 3 rows.
+    assert labels == ["A1", "A2", "A3", "B1", "B2", "B3", "C1", "C2", "C3"]
+    assert all(c.geometry.intersects(area) for c in WorkCell.objects.filter(scene=scene))
+    shot(page, "work-cells-area.png")
+    assert page.console_errors == []

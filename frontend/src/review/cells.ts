@@ -212,7 +212,9 @@ export class WorkCells {
   }
 
   private managerControls(): Node[] {
-    const size = h("input", { type: "number", id: "cell-size", min: "1", step: "any", value: "500" });
+    // The section is rebuilt whenever the cells are read again: what the manager typed or ticked is kept here.
+    const size = h("input", { type: "number", id: "cell-size", min: "1", step: "any", value: this.sizeText });
+    size.addEventListener("input", () => (this.sizeText = size.value));
     const sizeField = h("label", { className: "field" }, h("span", {}, "Cell size (m)"), size);
     const whole = h("button", { type: "button", className: "btn", id: "cells-split" }, "Split whole scene");
     whole.addEventListener("click", () => void this.split(Number(size.value), null));
@@ -221,8 +223,9 @@ export class WorkCells {
     area.addEventListener("click", () => this.toggleDraw(() => Number(size.value)));
 
     const checks = this.members.map((m) => {
-      const box = h("input", { type: "checkbox", value: String(m.user), checked: true });
+      const box = h("input", { type: "checkbox", value: String(m.user), checked: !this.unticked.has(m.user) });
       box.dataset.reviewer = m.username;
+      box.addEventListener("change", () => (box.checked ? this.unticked.delete(m.user) : this.unticked.add(m.user)));
       return h("label", { className: "check" }, box, ` ${m.username} (${m.role})`);
     });
     const list = h("fieldset", { className: "reviewer-picks", id: "cell-reviewers" }, h("legend", {}, "Reviewers"), ...checks);
@@ -262,6 +265,8 @@ export class WorkCells {
   }
 
   private pickUser: number | null = null;
+  private sizeText = "500";
+  private readonly unticked = new Set<number>();
 
   // ------------------------------------------------------------------ actions
   private async post(url: string, ok: string, body: unknown = {}): Promise<void> {

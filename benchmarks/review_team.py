@@ -131,7 +131,16 @@ class Frame:
 
 def reviewer_loop(session: Session, scene: Scene, frame: Frame, figures: Figures, stop: threading.Event,
                   think_s: float, seed: int) -> None:
-    """Queue-next, think, decide, load the next viewport; until `stop`."""
+    """One reviewer until `stop`; a failure of this script's own is recorded, never silently ends the thread."""
+    try:
+        _review(session, scene, frame, figures, stop, think_s, seed)
+    except Exception as exc:  # noqa: BLE001 (counted and shown: the run must still report)
+        figures.errors.append(("reviewer", f"{session.name}: {exc!r}"))
+
+
+def _review(session: Session, scene: Scene, frame: Frame, figures: Figures, stop: threading.Event,
+            think_s: float, seed: int) -> None:
+    """Queue-next, load the item's viewport, think, decide; until `stop`."""
     rng = random.Random(seed)
     tiles = ThreadPoolExecutor(6)
     while not stop.is_set():
@@ -167,7 +176,8 @@ def reviewer_loop(session: Session, scene: Scene, frame: Frame, figures: Figures
         if answer.status_code == 409:
             figures.conflicts.append((pk, session.name, answer.text[:200]))
         elif answer.status_code == 200:
-            version = answer.json()["detection"]["version"]
+            detection = answer.json()["detection"]  # a GeoJSON feature
+            version = detection.get("properties", detection)["version"]
             figures.decided[(pk, version)] = (session.name, time.monotonic(), client_id)
     tiles.shutdown()
 

@@ -82,8 +82,11 @@ def test_a_conflict_between_two_reviewers_shows_who_decided_and_the_current_stat
     second_page.route(f"**/api/scenes/{scene.pk}/live/**", lambda route: None)
     open_scene(page, live_server.url, scene, username="manager")
     open_scene(second_page, live_server.url, scene, username="reviewer")
+    # The manager is served it by the queue (which then holds it for her); the reviewer clicks it on the map.
+    page.keyboard.press("n")
+    wait_for_features_at(second_page, centre_3857(target.geometry), 1)
+    click(second_page, page_points(second_page, [centre_3857(target.geometry)])[0])
     for p in (page, second_page):
-        p.keyboard.press("n")
         wait_selected(p, target.pk)
         p.wait_for_selector(f"#detection-card[data-detection-id='{target.pk}'][data-version='1']")
 

@@ -271,6 +271,21 @@ WHERE c.scene_id = %(scene)s
 """
 
 
+# For many detections (a bulk action) the cells drive instead: only open and done cells matter (an in-progress
+# one needs no change), each probing the detections' GiST index for one of the targets. 20,000 ids over 400 cells:
+# ~700-1,600 ms detection-driven, this bounded by the progress join and ~ms once most cells are in progress.
+MANY_IDS = 200
+_CELLS_OF_MANY_SQL = """
+WITH targets AS MATERIALIZED (SELECT unnest(%(ids)s::bigint[]) AS id)
+SELECT c.id, c.label, c.status, u.username, c.done_at
+FROM review_workcell c LEFT JOIN auth_user u ON u.id = c.done_by_id
+WHERE c.scene_id = %(scene)s AND c.status IN ('open', 'done') AND EXISTS (
+  SELECT 1 FROM annotate_detection d
+  WHERE d.geometry && c.geometry AND ST_Covers(c.geometry, ST_Centroid(d.geometry))
+    AND d.scene_id = %(scene)s AND d.id IN (SELECT id FROM targets))
+"""
+
+
 def cells_guard_decision(*, scene_id: int, detection_ids=(), geometries=()) -> None:
     """Refuse a write touching a done cell (CellDone, 409); otherwise start the open cells it lands in.
 
@@ -284,7 +299,10 @@ def cells_guard_decision(*, scene_id: int, detection_ids=(), geometries=()) -> N
     if not WorkCell.objects.filter(scene_id=scene_id).exists():
         return  # most scenes have no cells: one index probe and done
     with connection.cursor() as cursor:
-        cursor.execute(_CELLS_OF_SQL, {"ids": ids, "geoms": geoms, "scene": scene_id})
+        if len(ids) > MANY_IDS and not geoms:
+            cursor.execute(_CELLS_OF_MANY_SQL, {"ids": ids, "scene": scene_id})
+        else:
+            cursor.execute(_CELLS_OF_SQL, {"ids": ids, "geoms": geoms, "scene": scene_id})
         hits = cursor.fetchall()
     for _id, label, status, done_by, done_at in hits:
         if status == CellStatus.DONE:

@@ -245,7 +245,15 @@ def _refused(r, before: int):
     assert ReviewEvent.objects.count() == before
 
 
-def test_every_decision_in_a_done_cell_is_refused(api, rapi, reviewer, scene, classes):
+@pytest.fixture(params=["few", "many"])
+def guard_path(request, monkeypatch):
+    """Both ways the done-cell guard finds cells: from the detections (few) and from the cells (a bulk action)."""
+    if request.param == "many":
+        monkeypatch.setattr("review.cells.MANY_IDS", 0)
+    return request.param
+
+
+def test_every_decision_in_a_done_cell_is_refused(api, rapi, reviewer, scene, classes, guard_path):
     split(api, scene, 4000)
     cells = cells_of(scene)
     done, open_cell = cells["A1"], cells["C2"]

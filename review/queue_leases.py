@@ -25,6 +25,13 @@ RETURNING detection_id
 """
 
 
+RENEWED = 32  # two of the page's look-ahead pages (16 each)
+_RENEW_SQL = """
+UPDATE review_queuelease SET expires_at = now() + make_interval(secs => %(seconds)s)
+WHERE id IN (SELECT id FROM review_queuelease WHERE user_id = %(user)s ORDER BY id DESC LIMIT %(keep)s)
+"""
+
+
 def lease_seconds() -> float:
     """How long a served detection is held for its reviewer."""
     return float(getattr(settings, "REVIEW_LEASE_S", 90))
@@ -71,8 +78,13 @@ def review_queue_served(
             after = None
         else:
             start = tier
-    with connection.cursor() as cursor:  # the asker's stale leases would only grow the table
-        cursor.execute("DELETE FROM review_queuelease WHERE user_id = %s AND expires_at <= now()", [user.pk])
+    if deciding:
+        with connection.cursor() as cursor:
+            # The asker's stale leases would only grow the table; their latest ones are the page's look-ahead,
+            # renewed while they keep asking so it is not served to others meanwhile. Older ones (skipped
+            # proposals) are left to expire, so skipping does not hold a proposal from others for long.
+            cursor.execute("DELETE FROM review_queuelease WHERE user_id = %s AND expires_at <= now()", [user.pk])
+            cursor.execute(_RENEW_SQL, {"user": user.pk, "seconds": lease_seconds(), "keep": RENEWED})
     served: list[int] = []
     params = {"scene": scene.pk, "user": user.pk}
     order_of_tiers = range(start, len(tiers)) if not backwards else range(start, -1, -1)

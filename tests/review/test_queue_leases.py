@@ -2,9 +2,11 @@
 detection; a lease expires; a decision frees it; asking again gives a reviewer back what they hold."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from annotate.models import Detection, DetectionSource, Role
 from annotate.services import membership_set
@@ -171,3 +173,16 @@ def test_a_viewer_browsing_the_queue_holds_nothing(project, classes, viewer, two
     assert not QueueLease.objects.exists()
     assert queue(client_for(two_reviewers[0]), scene, 3) == [d.pk for d in dets]
     assert QueueLease.objects.count() == 3
+
+
+def test_asking_again_renews_the_askers_leases(project, classes, two_reviewers):
+    """The page's look-ahead stays held while its reviewer keeps working through it."""
+    scene = make_scene(project)
+    dets = make_detections(scene, classes[0], 6)
+    rita, bob = (client_for(u) for u in two_reviewers)
+    first = queue(rita, scene, 3)
+    QueueLease.objects.filter(detection_id__in=first).update(expires_at=timezone.now() + timedelta(seconds=5))
+    assert queue(rita, scene, 3, after=first[-1]) == [d.pk for d in dets[3:]]
+    soonest = QueueLease.objects.filter(user__username="rita").order_by("expires_at").first().expires_at
+    assert soonest > timezone.now() + timedelta(seconds=60)
+    assert queue(bob, scene, 3) == []

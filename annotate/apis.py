@@ -114,6 +114,11 @@ class ClassListCreateApi(generics.ListCreateAPIView):
         project = selectors.project_get(user=self.request.user, project_id=self.kwargs["project_id"])
         return project.classes.order_by("position", "index")
 
+    def create(self, request, *args, **kwargs):
+        project = selectors.project_get(user=request.user, project_id=self.kwargs["project_id"])
+        require(selectors.role_of(user=request.user, project=project), Action.EDIT_CLASSES)  # before the body
+        return super().create(request, *args, **kwargs)
+
     def perform_create(self, serializer):
         project = selectors.project_get(user=self.request.user, project_id=self.kwargs["project_id"])
         serializer.instance = project_services.object_class_add(
@@ -133,12 +138,11 @@ class ClassDetailApi(generics.RetrieveDestroyAPIView):
     @extend_schema(request=ClassUpdateInputSerializer, responses=ObjectClassSerializer)
     def patch(self, request, *args, **kwargs):
         object_class = self.get_object()
+        role = selectors.role_of(user=request.user, project=object_class.project)
+        require(role, Action.EDIT_CLASSES)  # a role that may not edit is told so, whatever it sent
         form = ClassUpdateInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        object_class = project_services.object_class_update(
-            object_class=object_class, role=selectors.role_of(user=request.user, project=object_class.project),
-            **form.validated_data,
-        )
+        object_class = project_services.object_class_update(object_class=object_class, role=role, **form.validated_data)
         return Response(self.get_serializer(object_class).data)
 
     def perform_destroy(self, instance):

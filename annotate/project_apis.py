@@ -28,6 +28,7 @@ class ClassReorderApi(APIView):
     @extend_schema(request=ClassReorderInputSerializer, responses=ObjectClassSerializer(many=True))
     def post(self, request, project_id: int):
         project, role = _project_and_role(request, project_id)
+        require(role, Action.EDIT_CLASSES)  # before the body is read
         form = ClassReorderInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         classes = project_services.object_classes_reorder(
@@ -62,6 +63,7 @@ class MemberDetailApi(APIView):
     @extend_schema(request=MemberRoleInputSerializer, responses=MemberSerializer)
     def patch(self, request, project_id: int, user_id: int):
         project, role = _project_and_role(request, project_id)
+        require(role, Action.MANAGE_MEMBERS)  # before the member or the body is looked at
         membership = selectors.member_get(project=project, user_id=user_id)
         form = MemberRoleInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -73,6 +75,7 @@ class MemberDetailApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, project_id: int, user_id: int):
         project, role = _project_and_role(request, project_id)
+        require(role, Action.MANAGE_MEMBERS)
         membership = selectors.member_get(project=project, user_id=user_id)
         project_services.member_remove(membership=membership, role=role)
         return Response(status=status.HTTP_204_NO_CONTENT)

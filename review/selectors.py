@@ -202,7 +202,7 @@ def score_histogram(*, scene: Scene) -> dict:
     classes = {
         c.pk: {"object_class": c.pk, "class_name": c.name, "proposed": [0] * SCORE_BINS,
                "accepted": 0, "rejected": 0}
-        for c in ObjectClass.objects.filter(project_id=scene.project_id).order_by("index")
+        for c in ObjectClass.objects.filter(project_id=scene.project_id).order_by("position", "index")
     }
     with connection.cursor() as cursor:
         cursor.execute(_HISTOGRAM_SQL, [scene.pk])

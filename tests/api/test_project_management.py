@@ -163,3 +163,18 @@ def test_classes_are_listed_in_their_order_everywhere(api, project):
     assert [c["id"] for c in response.json()] == new_order
     assert [c["id"] for c in api.get(f"/api/projects/{project.pk}/classes/").json()] == new_order
     assert list(ObjectClass.objects.filter(project=project).values_list("pk", flat=True)) == new_order
+
+
+def test_a_role_that_may_not_edit_is_told_so_before_its_input_is_judged(project):
+    reviewer = make_user("rex")
+    membership_set(project=project, user=reviewer, role=Role.REVIEWER)
+    client = client_for(reviewer)
+    cls = project.classes.first()
+    for response in (
+        client.patch(f"/api/classes/{cls.pk}/", {"color": "red"}, format="json"),
+        client.post(f"/api/projects/{project.pk}/classes/", {"name": ""}, format="json"),
+        client.post(f"/api/projects/{project.pk}/classes/reorder/", {"order": "x"}, format="json"),
+        client.patch(f"/api/projects/{project.pk}/members/999999/", {"role": "boss"}, format="json"),
+        client.delete(f"/api/projects/{project.pk}/members/999999/"),
+    ):
+        assert_error(response, 403, "forbidden")

@@ -178,3 +178,12 @@ def test_a_role_that_may_not_edit_is_told_so_before_its_input_is_judged(project)
         client.delete(f"/api/projects/{project.pk}/members/999999/"),
     ):
         assert_error(response, 403, "forbidden")
+
+
+def test_the_scene_pages_score_filters_follow_the_class_order(api, project):
+    scene = ready_scene(project, width=400, height=400)
+    ids = list(project.classes.order_by("position").values_list("pk", flat=True))
+    new_order = ids[3:] + ids[:3]
+    api.post(f"/api/projects/{project.pk}/classes/reorder/", {"order": new_order}, format="json")
+    histogram = api.get(f"/api/scenes/{scene.pk}/score-histogram/").json()
+    assert [c["object_class"] for c in histogram["classes"]] == new_order

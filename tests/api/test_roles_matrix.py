@@ -178,7 +178,38 @@ ACTIONS: list[tuple[str, Callable[[World], object], tuple[int, int, int, int, in
         "verdict": "rejected", "client_id": "r6", "ids": [w.detection.pk]}, format="json"),
      (200, 403, 403, 403, 404)),
     ("undo", _undo, (200, 200, 403, 403, 404)),
+    ("cells read", lambda w: w.client().get(f"/api/scenes/{_cells(w)[0].scene_id}/cells/"), (200, 200, 200, 200, 404)),
+    ("cells split", lambda w: w.client().post(f"/api/scenes/{w.scene.pk}/cells/split/", {"size_m": 500}, format="json"),
+     (200, 403, 403, 403, 404)),
+    ("cells round-robin", lambda w: w.client().post(
+        f"/api/scenes/{_cells(w)[0].scene_id}/cells/assign-round-robin/", {"users": [w.users["reviewer"].pk]},
+        format="json"), (200, 403, 403, 403, 404)),
+    ("cell assign", lambda w: w.client().post(
+        f"/api/cells/{_cells(w)[1].pk}/assign/", {"user": w.users["reviewer"].pk}, format="json"),
+     (200, 403, 403, 403, 404)),
+    # The cell is the reviewer's: its assignee may mark it done, as may a manager.
+    ("cell done", lambda w: w.client().post(f"/api/cells/{_cells(w, mine=True)[0].pk}/done/"),
+     (200, 200, 403, 403, 404)),
+    ("cell reopen", lambda w: w.client().post(f"/api/cells/{_cells(w, mine=True, done=True)[0].pk}/reopen/"),
+     (200, 403, 403, 403, 404)),
+    ("live poll", lambda w: w.client().get(f"/api/scenes/{w.scene.pk}/live/?since=0"), (200, 200, 200, 200, 404)),
+    ("analytics read", lambda w: w.client().get(f"/api/projects/{w.project.pk}/analytics/"),
+     (200, 200, 200, 200, 404)),
+    ("events csv", lambda w: w.client().get(f"/api/projects/{w.project.pk}/events.csv"), (200, 403, 403, 403, 404)),
 ]
+
+
+def _cells(w: World, mine: bool = False, done: bool = False) -> list:
+    """The scene split into cells by its manager; the first given to the role's reviewer (and marked done)."""
+    from review import cells as cell_services
+
+    made = cell_services.cells_split(scene=w.scene, actor=w.users["manager"], size_m=500)
+    if mine:
+        cell_services.cell_assign(cell=made[0], actor=w.users["manager"], user_id=w.users["reviewer"].pk)
+        made[0].refresh_from_db()
+    if done:
+        cell_services.cell_mark_done(cell=made[0], actor=w.users["manager"])
+    return made
 
 
 @pytest.mark.parametrize("role_name", ROLES)

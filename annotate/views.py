@@ -29,6 +29,7 @@ def project_page(request, project_id: int):
         "annotate/project.html",
         {
             "project": project, "role": role, "can_upload": role_allows(role, Action.UPLOAD_SCENE),
+            "can_edit_project": role_allows(role, Action.EDIT_PROJECT),
             "can_edit_classes": role_allows(role, Action.EDIT_CLASSES),
             "can_manage_members": role_allows(role, Action.MANAGE_MEMBERS),
             "can_delete_scenes": role_allows(role, Action.DELETE_SCENE),

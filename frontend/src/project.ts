@@ -1,10 +1,11 @@
-// Project page entry: wires the scenes (list, upload, deletion), classes and members sections (src/project/).
+// Project page entry: wires the scenes (list, upload, deletion), classes, members and settings (src/project/).
 import "./style.css";
 import "./project/manage.css";
 import { byId } from "./dom";
 import { ClassAdmin } from "./project/classes";
 import { MemberAdmin } from "./project/members";
 import { sceneDeleter } from "./project/scene-delete";
+import { setupProjectSettings } from "./project/settings";
 import { SceneList } from "./project/scenes";
 
 const root = byId("project-page")!;
@@ -26,3 +27,5 @@ const members = new MemberAdmin(
 );
 members.setupAddForm(byId<HTMLFormElement>("member-add") as HTMLFormElement | null);
 void members.load();
+
+setupProjectSettings(projectId, byId<HTMLFormElement>("project-edit") as HTMLFormElement | null, byId("project-edit-error"));

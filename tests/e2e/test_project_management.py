@@ -9,7 +9,7 @@ from django.contrib.gis.geos import Polygon
 from playwright.sync_api import expect
 
 from annotate.models import Detection, DetectionSource, Membership, ObjectClass, Project, Role, Scene
-from annotate.services import DEFAULT_CLASSES
+from annotate.services import DEFAULT_CLASSES, membership_set
 from tests.conftest import NEON, make_user
 from tests.e2e.test_browser import log_in
 from tests.e2e.test_review_workspace import shot
@@ -188,3 +188,35 @@ def test_the_scene_page_offers_each_role_what_the_api_allows(page, second_page, 
     open_scene(second_page, live_server.url, planted, username="manager")
     second_page.wait_for_selector(".score-row .bulk-accept")
     assert second_page.locator("#search-button").count() == 1
+
+
+def test_a_manager_renames_the_project_and_a_taken_name_is_refused_on_the_page(page, live_server, manager, project):
+    Project.objects.create(name="Taken name")
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page.get_by_text("Project name and description").click()  # opens the <details>
+    page.get_by_label("Name", exact=True).fill("Taken name")
+    page.get_by_label("Name", exact=True).press("Enter")
+    error = page.locator("#project-edit-error")
+    expect(error).to_be_visible()
+    assert "Not saved" in error.inner_text()
+    project.refresh_from_db()
+    assert project.name != "Taken name"
+
+    page.get_by_label("Name", exact=True).fill("Kilns 2027")
+    page.get_by_label("Description").fill("Second season")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save").click()
+    expect(page.locator("h1")).to_have_text("Kilns 2027")
+    expect(page.locator("#project-description")).to_have_text("Second season")
+    project.refresh_from_db()
+    assert (project.name, project.description) == ("Kilns 2027", "Second season")
+    shot(page, "project-renamed.png")
+
+
+def test_a_reviewer_is_not_offered_the_project_settings(page, live_server, project):
+    membership_set(project=project, user=make_user("rita"), role=Role.REVIEWER)
+    log_in(page, live_server.url, username="rita", password="pw-rita")
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page.wait_for_selector("#class-admin li")
+    assert page.locator("#project-settings").count() == 0

@@ -593,7 +593,8 @@ def main() -> None:
                     lat = (scene.footprint.extent[1] + scene.footprint.extent[3]) / 2
                     figures.update(review_team.run(
                         base, scene, reviewers=args.team_reviewers, seconds=args.team_seconds,
-                        think_s=args.team_think, tile_zoom=geo.native_zoom(scene.gsd_m, lat) - 1, log=say))
+                        think_s=args.team_think, tile_zoom=geo.native_zoom(scene.gsd_m, lat) - 1, log=say,
+                        access_log=Path(proxy_dir) / "access.log"))
             finally:
                 for proc in reversed(servers):
                     proc.terminate()

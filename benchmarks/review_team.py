@@ -247,6 +247,26 @@ def live_delays(figures: Figures, names: list[str], started: float, ended: float
     return delays, never
 
 
+_KINDS = (("/review-queue/", "queue_next"), ("/review/", "decision"), ("/live/", "live_poll"), (".mvt", "one_tile"))
+
+
+def server_times(access_log, offset: int) -> dict[str, list[float]]:
+    """Per request kind, the proxy's request times (ms) logged after `offset` (the `timed` log format)."""
+    times: dict[str, list[float]] = defaultdict(list)
+    with open(access_log, "rb") as fh:
+        fh.seek(offset)
+        for raw in fh:
+            line = raw.decode(errors="replace")
+            request = line.partition('"')[2].partition('"')[0]
+            rt = line.rpartition(" rt=")[2].split()[0] if " rt=" in line else ""
+            path = request.split(" ")[1] if request.count(" ") >= 2 else ""
+            for marker, kind in _KINDS:
+                if marker in path.split("?")[0] and rt:
+                    times[kind].append(float(rt) * 1000)
+                    break
+    return times
+
+
 def put_back(scene: Scene, figures: Figures) -> None:
     """Decided detections back to proposed (versions move on, as an edit's would), leases freed: runs start alike."""
     pks = {pk for pk, _ in figures.decided}
@@ -259,8 +279,9 @@ def put_back(scene: Scene, figures: Figures) -> None:
     leases_release(detection_ids=pks | {pk for pk, _ in figures.served})
 
 
-def run(base: str, scene: Scene, *, reviewers: int, seconds: float, think_s: float, tile_zoom: int, log) -> dict:
-    """The team run; figures as a dict (samples in ms, delays in s)."""
+def run(base: str, scene: Scene, *, reviewers: int, seconds: float, think_s: float, tile_zoom: int, log,
+        access_log=None) -> dict:
+    """The team run; figures as a dict (samples in ms, delays in s); `access_log`: the proxy's, for server times."""
     names = team_users(scene, reviewers)
     cells = team_cells(scene, names, log)
     frame = Frame(scene, tile_zoom)
@@ -273,8 +294,14 @@ def run(base: str, scene: Scene, *, reviewers: int, seconds: float, think_s: flo
     threads = [threading.Thread(target=poll_loop, args=(p, scene, figures, stop), daemon=True) for p in pollers]
     threads += [threading.Thread(target=reviewer_loop, args=(s, scene, frame, figures, stop, think_s, i), daemon=True)
                 for i, s in enumerate(sessions)]
+    for t in threads[:len(pollers)]:  # every page open and holding its cursor before the first decision
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(figures.ms["live_poll"]) < len(pollers) and time.monotonic() < deadline:
+        time.sleep(0.05)
     started = time.monotonic()
-    for t in threads:
+    log_from = access_log.stat().st_size if access_log and access_log.exists() else 0
+    for t in threads[len(pollers):]:
         t.start()
     time.sleep(seconds)
     stop.set()
@@ -309,6 +336,13 @@ def run(base: str, scene: Scene, *, reviewers: int, seconds: float, think_s: flo
     log(f"  decisions {len(figures.decided)} ({len(figures.decided) / (ended - started):.1f}/s), "
         f"409 conflicts {len(figures.conflicts)}, errors {len(figures.errors)}, duplicate serves {duplicates}, "
         f"lost events {missing}, detections inconsistent with their events {inconsistent}")
+    if access_log is not None:
+        server = server_times(access_log, log_from)
+        out |= {f"team_server_{kind}_ms": values for kind, values in server.items()}
+        log("  the same at the proxy (nginx $request_time: the server's side, without this script's own queueing):")
+        for kind, values in server.items():
+            log(f"  {kind:<12} p50 {np.percentile(values, 50):7.1f} ms  p95 {np.percentile(values, 95):7.1f} ms"
+                f"  (n={len(values)})")
     for kind, text in figures.errors[:5]:
         log(f"    error {kind}: {text}")
     for pk, name, text in figures.conflicts[:5]:

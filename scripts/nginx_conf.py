@@ -58,7 +58,7 @@ def main() -> None:
         # Workers run as the checkout's owner, who can read static files and write the upload folder.
         "PROXY_USER": pwd.getpwuid(ROOT.stat().st_uid).pw_name,
         "PROXY_PID": str(out.parent / "nginx.pid"),
-        "PROXY_ACCESS_LOG": args.access_log,
+        "PROXY_ACCESS_LOG": "off" if args.access_log == "off" else f"{args.access_log} timed",
         "PROXY_CLIENT_TIMEOUT": str(args.client_timeout),
         "PROXY_CONN_PER_CLIENT": str(args.conn_per_client),
         "PROXY_MAX_BODY": str(settings.UPLOAD_MAX_BYTES + MULTIPART_ALLOWANCE),

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,10 @@ def dockerfile_proxy_env() -> dict[str, str]:
     env = {}
     for line in stage.splitlines():
         if line.startswith("ENV "):
-            for name, value in re.findall(r"(\w+)=((?:\\\$|\S)+)", line[4:]):
-                env[name] = value.replace("\\$", "$")
+            # Docker reads ENV's quotes and backslash escapes as a POSIX shell would.
+            for word in shlex.split(line[4:]):
+                name, _, value = word.partition("=")
+                env[name] = value
     return env
 
 

@@ -126,7 +126,8 @@ export function deleteJson<T>(url: string): Promise<T> {
 export function errorText(error: unknown): string {
   if (!(error instanceof ApiError)) return error instanceof Error ? error.message : String(error);
   const detail = flattenDetail(error.detail);
-  return detail ? `${error.message} ${detail}` : error.message;
+  // Validation messages often carry their field details already: say them once.
+  return detail && !error.message.includes(detail) ? `${error.message} ${detail}` : error.message;
 }
 
 function flattenDetail(detail: unknown, prefix = ""): string {

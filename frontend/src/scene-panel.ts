@@ -133,6 +133,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
     notice: (t) => say.notice(t),
     failed: (t) => say.error(t),
     cellsChanged: () => ws.queue.reset(),
+    sceneSizeM: Math.max(scene.width ?? 0, scene.height ?? 0) * (scene.gsd_m ?? 0),
   }, byId("review-block"), byId("detection-card"));
   void cells.start();
   store.onChange((s) => {

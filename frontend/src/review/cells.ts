@@ -45,6 +45,17 @@ export interface CellsHost {
   failed(text: string): void;
   /** Cells changed hands or state: the queue's look-ahead is read again. */
   cellsChanged(): void;
+  /** The scene's longer side in metres (0: unknown), for a first cell size that suits it. */
+  sceneSizeM: number;
+}
+
+/** A round cell size giving about a 4 x 4 grid over a scene of `sideM` metres (500 m when unknown). */
+export function suggestedCellSize(sideM: number): number {
+  if (!(sideM > 0)) return 500;
+  const rough = sideM / 4;
+  const step = 10 ** Math.floor(Math.log10(rough));
+  const nice = [1, 2, 5, 10].map((k) => k * step).find((v) => v >= rough * 0.75) ?? rough;
+  return Number(nice.toPrecision(2));
 }
 
 /** Ask in the page's confirmation dialog (its keys do not reach the review keys while it is open). */
@@ -84,6 +95,7 @@ export class WorkCells {
     after: HTMLElement | null,
     private readonly card: HTMLElement | null,
   ) {
+    this.sizeText = String(suggestedCellSize(host.sceneSizeM));
     this.layer = new VectorLayer({ source: this.source, style: (f) => this.style(f as Feature), zIndex: 5 });
     this.layer.set("name", "work-cells");
     map.addLayer(this.layer);
@@ -265,7 +277,7 @@ export class WorkCells {
   }
 
   private pickUser: number | null = null;
-  private sizeText = "500";
+  private sizeText: string;
   private readonly unticked = new Set<number>();
 
   // ------------------------------------------------------------------ actions

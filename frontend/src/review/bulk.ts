@@ -1,6 +1,7 @@
 // Per-class score sliders: proposals below a class's floor are hidden at once, with counts of what is shown and
 // hidden; "accept all shown" and "reject all hidden" act on them in one bulk action after a confirmation stating
 // the number (undoable as a group with U).
+import { confirmInDialog } from "./confirm";
 import { errorText, ObjectClass, postJson } from "../api";
 import { el } from "../dom";
 import { clientId, HistogramOut, scoreHistogram } from "./api";
@@ -128,7 +129,7 @@ export class ScoreFilters {
       verdict === "accepted"
         ? `Accept ${n} proposed ${c.name} detection${n === 1 ? "" : "s"} with a score of ${floor.toFixed(2)} or more?`
         : `Reject ${n} proposed ${c.name} detection${n === 1 ? "" : "s"} with a score below ${floor.toFixed(2)}?`;
-    if (!(await this.confirm(what))) return;
+    if (!(await confirmInDialog(this.dialog, what))) return;
     const body: Record<string, unknown> = { verdict, object_class: c.id, client_id: clientId() };
     if (verdict === "accepted") body.score_min = floor;
     else body.score_max = floor;
@@ -138,17 +139,5 @@ export class ScoreFilters {
     } catch (e) {
       this.host.failed(`The bulk action was not done: ${errorText(e)}`);
     }
-  }
-
-  private confirm(text: string): Promise<boolean> {
-    const dialog = this.dialog;
-    if (!dialog) return Promise.resolve(window.confirm(text));
-    dialog.querySelector(".confirm-text")!.textContent = text;
-    return new Promise((resolve) => {
-      dialog.returnValue = "";
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
-      dialog.showModal();
-      dialog.querySelector<HTMLButtonElement>("button[value=yes]")?.focus();
-    });
   }
 }

@@ -2,6 +2,7 @@
 // toggle, and a "Work cells" panel section: managers split the scene (or a drawn area), deal cells round-robin and
 // assign or reopen them; reviewers see their cells and mark the current detection's cell done. A done cell's
 // detections are read-only: the card's buttons are disabled there (the server refuses them too: 409 cell_done).
+import { confirmInDialog } from "./confirm";
 import Feature from "ol/Feature";
 import type OlMap from "ol/Map";
 import type { Coordinate } from "ol/coordinate";
@@ -58,18 +59,8 @@ export function suggestedCellSize(sideM: number): number {
   return Number(nice.toPrecision(2));
 }
 
-/** Ask in the page's confirmation dialog (its keys do not reach the review keys while it is open). */
-function confirmInDialog(text: string): Promise<boolean> {
-  const dialog = document.getElementById("confirm-dialog") as HTMLDialogElement | null;
-  if (!dialog) return Promise.resolve(window.confirm(text));
-  dialog.querySelector(".confirm-text")!.textContent = text;
-  return new Promise((resolve) => {
-    dialog.returnValue = "";
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
-    dialog.showModal();
-    dialog.querySelector<HTMLButtonElement>("button[value=yes]")?.focus();
-  });
-}
+/** Ask in the page's confirmation dialog. */
+const ask = (text: string) => confirmInDialog(document.getElementById("confirm-dialog") as HTMLDialogElement | null, text);
 
 /** "34/120": decided of all detections whose centre lies in the cell. */
 export function progressText(p: CellProps): string {
@@ -291,7 +282,7 @@ export class WorkCells {
   }
 
   private async split(size: number, area: unknown): Promise<void> {
-    if (this.data?.features.length && !(await confirmInDialog(`Replace this scene's ${this.data.features.length} cells by cells of ${size} m?`))) return;
+    if (this.data?.features.length && !(await ask(`Replace this scene's ${this.data.features.length} cells by cells of ${size} m?`))) return;
     await this.post(`/api/scenes/${this.sceneId}/cells/split/`, `Split into cells of ${size} m.`, area ? { size_m: size, area } : { size_m: size });
     this.host.cellsChanged();
   }
@@ -346,7 +337,7 @@ export class WorkCells {
     if (!cell) return this.host.failed("Select a detection in your cell first: its cell is the one marked done.");
     const p = cell.getProperties() as CellProps;
     const left = p.counts.proposed ?? 0;
-    const ok = await confirmInDialog(
+    const ok = await ask(
       `Mark cell ${p.label} done? ${left ? `${left} proposals there are still undecided. ` : ""}Its detections become read-only until a manager reopens it.`,
     );
     if (ok) await this.post(`/api/cells/${cell.getId()}/done/`, `Cell ${p.label} marked done.`);

@@ -153,6 +153,7 @@ class DetectionSource(models.TextChoices):
     REFINE = "refine", "SAM2 refinement"
     YOLO = "yolo", "YOLO detector"
     MANUAL = "manual", "Drawn by a reviewer"
+    IMPORT = "import", "Imported labels"
 
 
 class DetectionStatus(models.TextChoices):

@@ -22,6 +22,9 @@ class Action(StrEnum):
     MANAGE_CELLS = "split scenes into work cells and assign them"
     REOPEN_CELLS = "reopen a done work cell"
     EXPORT_EVENTS = "download the review events"
+    EXPORT_DATASET = "export datasets"
+    IMPORT_EXAMPLES = "import labels as examples"
+    IMPORT_ACCEPTED = "import labels as accepted objects"
 
 
 # Issue 10's roles: managers do everything; reviewers decide, relabel, reshape, draw missed objects, refine the one
@@ -42,6 +45,11 @@ ALLOWED_ROLES: dict[Action, set[str]] = {
     Action.MANAGE_CELLS: {Role.MANAGER},
     Action.REOPEN_CELLS: {Role.MANAGER},
     Action.EXPORT_EVENTS: {Role.MANAGER},
+    # Exports are runs of a job over reviewed objects (annotators run jobs); an import as accepted objects skips
+    # review, so it is a manager's; as examples it is drawing examples in bulk.
+    Action.EXPORT_DATASET: {Role.MANAGER, Role.ANNOTATOR},
+    Action.IMPORT_EXAMPLES: {Role.MANAGER, Role.ANNOTATOR},
+    Action.IMPORT_ACCEPTED: {Role.MANAGER},
 }
 
 

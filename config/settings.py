@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "annotate",
     "gpu_tasks",
     "review",
+    "datasets",
 ]
 
 MIDDLEWARE = [

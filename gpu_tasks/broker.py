@@ -62,8 +62,11 @@ _TASK_NAMES = {
     JobKind.SEARCH: "gpu_tasks.tasks.gpu_search_task",
     JobKind.REFINE: "gpu_tasks.tasks.gpu_refine_task",
     JobKind.REQUERY: "gpu_tasks.tasks.requery_proposals_task",
+    JobKind.EXPORT: "datasets.tasks.export_dataset_task",
+    JobKind.IMPORT: "datasets.tasks.import_labels_task",
 }
 _INTERACTIVE_REFINE = "gpu_tasks.tasks.interactive_refine_task"
+_TASK_PREFIXES = ("gpu_tasks.tasks.", "datasets.tasks.")
 
 
 def _task_for(job: Job):
@@ -101,7 +104,7 @@ def _job_ids_in(raw: bytes | str) -> int | None:
         message = json.loads(raw)
         if isinstance(message, list):  # an `unacked` entry: [message, exchange, routing_key]
             message = message[0]
-        if not str(message.get("headers", {}).get("task", "")).startswith("gpu_tasks.tasks."):
+        if not str(message.get("headers", {}).get("task", "")).startswith(_TASK_PREFIXES):
             return None
         body = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":

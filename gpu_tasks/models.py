@@ -17,7 +17,8 @@ class JobKind(models.TextChoices):
     REQUERY = "requery", "Update proposals"
     TRAIN = "train", "YOLO training"
     PREDICT = "predict", "YOLO prediction"
-    EXPORT = "export", "Export"
+    EXPORT = "export", "Dataset export"
+    IMPORT = "import", "Label import"
 
 
 class JobStatus(models.TextChoices):

@@ -9,6 +9,7 @@ from accounts.apis import TokenObtainApi
 from annotate import apis as annotate_apis
 from annotate import project_apis, tile_views
 from annotate import views as pages
+from datasets import import_apis
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
 from review import analytics_apis, cell_apis, live_apis
@@ -93,6 +94,9 @@ api = [
         "projects/<int:project_id>/events.csv", analytics_apis.ProjectEventsCsvApi.as_view(),
         name="api-project-events-csv",
     ),
+    path("projects/<int:project_id>/imports/", import_apis.ImportUploadApi.as_view(), name="api-imports"),
+    path("imports/<str:import_id>/", import_apis.ImportDetailApi.as_view(), name="api-import"),
+    path("imports/<str:import_id>/run/", import_apis.ImportRunApi.as_view(), name="api-import-run"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

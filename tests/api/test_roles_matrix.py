@@ -6,6 +6,7 @@ viewers read; a non-member sees nothing (404, the same as a missing object). Wor
 (ACTIONS is a list: append to it).
 """
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,7 +197,35 @@ ACTIONS: list[tuple[str, Callable[[World], object], tuple[int, int, int, int, in
     ("analytics read", lambda w: w.client().get(f"/api/projects/{w.project.pk}/analytics/"),
      (200, 200, 200, 200, 404)),
     ("events csv", lambda w: w.client().get(f"/api/projects/{w.project.pk}/events.csv"), (200, 403, 403, 403, 404)),
+    # Imports (issue 11): as examples, drawing in bulk; as accepted objects, skipping review (managers only).
+    ("import upload", lambda w: _import_upload(w), (201, 403, 201, 403, 404)),
+    ("import read", lambda w: w.client().get(f"/api/imports/{_import_stored(w)}/"), (200, 200, 200, 200, 404)),
+    ("import examples", lambda w: w.client().post(
+        f"/api/imports/{_import_stored(w)}/run/", {"target": "examples"}, format="json"), (202, 403, 202, 403, 404)),
+    ("import accepted", lambda w: w.client().post(
+        f"/api/imports/{_import_stored(w)}/run/", {"target": "accepted"}, format="json"), (202, 403, 403, 403, 404)),
 ]
+
+
+def _import_file():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    body = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"class": "STP"},
+                                                       "geometry": _geojson(LON + 0.006, LAT + 0.006)}]}
+    return SimpleUploadedFile("labels.geojson", json.dumps(body).encode(), content_type="application/geo+json")
+
+
+def _import_upload(w: World):
+    return w.client().post(f"/api/projects/{w.project.pk}/imports/", {"file": _import_file()}, format="multipart")
+
+
+def _import_stored(w: World) -> str:
+    """A label file the manager uploaded (its inspection matched the class STP)."""
+    from datasets import import_services
+
+    return import_services.import_upload(
+        project=w.project, user=w.users["manager"], role="manager", uploaded=_import_file()
+    )["id"]
 
 
 def _cells(w: World, mine: bool = False, done: bool = False) -> list:

@@ -264,6 +264,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/imports/{import_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET a stored upload and its inspection. */
+        get: operations["imports_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/imports/{import_id}/run/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description POST {target: examples | accepted, class_map: {name: class id | "new" | null}}: the import job (202). */
+        post: operations["imports_run_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/": {
         parameters: {
             query?: never;
@@ -448,6 +482,23 @@ export interface paths {
         get: operations["projects_events.csv_retrieve"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/imports/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description POST a label file (multipart `file`, optional `scene_id`): stored, inspected, answered with the inspection. */
+        post: operations["projects_imports_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1231,9 +1282,10 @@ export interface components {
                  *     * `refine` - SAM2 refinement
                  *     * `yolo` - YOLO detector
                  *     * `manual` - Drawn by a reviewer
+                 *     * `import` - Imported labels
                  * @enum {string}
                  */
-                readonly source: "search" | "refine" | "yolo" | "manual";
+                readonly source: "search" | "refine" | "yolo" | "manual" | "import";
                 /**
                  * @description * `proposed` - Proposed
                  *     * `accepted` - Accepted
@@ -1288,6 +1340,75 @@ export interface components {
         GisFeatureCollectionEnum: "FeatureCollection";
         /** @enum {string} */
         GisFeatureEnum: "Feature";
+        /** @description A stored upload waiting to be imported, with its inspection. */
+        Import: {
+            id: string;
+            project_id: number;
+            file_name: string;
+            scene_id: number | null;
+            uploaded_at: string;
+            inspection: components["schemas"]["ImportInspection"];
+        };
+        ImportClass: {
+            name: string;
+            count: number;
+            class_id: number | null;
+        };
+        /** @description What an uploaded file holds: format, counts, CRS, classes (matched or not), scenes, what would be skipped. */
+        ImportInspection: {
+            format: string;
+            feature_count: number;
+            /** @description polygons that land on a scene (multipolygons counted per part) */
+            objects: number;
+            crs: string | null;
+            class_field: string | null;
+            layers: string[];
+            classes: components["schemas"]["ImportClass"][];
+            unmatched: string[];
+            scenes: components["schemas"]["ImportScene"][];
+            repaired: number;
+            clipped: number;
+            split: components["schemas"]["ImportSplit"];
+            skipped: components["schemas"]["ImportSkipped"];
+        };
+        ImportJob: {
+            job: components["schemas"]["Job"];
+        };
+        /** @description What to import as and where each found class name goes. */
+        ImportRun: {
+            /** @default examples */
+            target: components["schemas"]["TargetEnum"];
+            class_map?: {
+                [key: string]: unknown;
+            };
+        };
+        ImportScene: {
+            id: number;
+            name: string;
+            count: number;
+        };
+        ImportSkipped: {
+            count: number;
+            by_reason: {
+                [key: string]: number;
+            };
+            items: components["schemas"]["ImportSkippedItem"][];
+        };
+        ImportSkippedItem: {
+            item: string;
+            reason: string;
+            message: string;
+        };
+        ImportSplit: {
+            objects: number;
+            parts: number;
+        };
+        /** @description A multipart label file and, optionally, the scene every unmatched image or object belongs to. */
+        ImportUpload: {
+            /** Format: uri */
+            file: string;
+            scene_id?: number | null;
+        };
         /** @description POST /api/scenes/{id}/ingest/: optional RGB bands, checked against the scene's image bands (context). */
         IngestInput: {
             bands?: number[] | null;
@@ -1340,10 +1461,11 @@ export interface components {
          *     * `requery` - Update proposals
          *     * `train` - YOLO training
          *     * `predict` - YOLO prediction
-         *     * `export` - Export
+         *     * `export` - Dataset export
+         *     * `import` - Label import
          * @enum {string}
          */
-        KindEnum: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "export";
+        KindEnum: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "export" | "import";
         /** @description One review event, compact: what a page needs to restyle a detection and say who changed it. */
         LiveEvent: {
             id: number;
@@ -1940,6 +2062,12 @@ export interface components {
          * @enum {string}
          */
         StartingClassesEnum: "none" | "default" | "copy";
+        /**
+         * @description * `examples` - examples
+         *     * `accepted` - accepted
+         * @enum {string}
+         */
+        TargetEnum: "examples" | "accepted";
         /** @description Username and password, bounded to what an account can have; authenticates (and is throttled) on validate. */
         TokenObtainInput: {
             username: string;
@@ -2281,7 +2409,7 @@ export interface operations {
                 scene?: number;
                 score_max?: number;
                 score_min?: number;
-                source?: "manual" | "refine" | "search" | "yolo";
+                source?: "import" | "manual" | "refine" | "search" | "yolo";
                 status?: "accepted" | "proposed" | "rejected";
             };
             header?: never;
@@ -2481,6 +2609,54 @@ export interface operations {
             };
         };
     };
+    imports_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                import_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Import"];
+                };
+            };
+        };
+    };
+    imports_run_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                import_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ImportRun"];
+                "application/x-www-form-urlencoded": components["schemas"]["ImportRun"];
+                "multipart/form-data": components["schemas"]["ImportRun"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportJob"];
+                };
+            };
+        };
+    };
     jobs_list: {
         parameters: {
             query?: {
@@ -2492,9 +2668,10 @@ export interface operations {
                  *     * `requery` - Update proposals
                  *     * `train` - YOLO training
                  *     * `predict` - YOLO prediction
-                 *     * `export` - Export
+                 *     * `export` - Dataset export
+                 *     * `import` - Label import
                  */
-                kind?: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "export";
+                kind?: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "export" | "import";
                 /** @description A page number within the paginated result set. */
                 page?: number;
                 /** @description Number of results to return per page. */
@@ -2833,6 +3010,31 @@ export interface operations {
                 };
                 content: {
                     "text/csv": string;
+                };
+            };
+        };
+    };
+    projects_imports_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["ImportUpload"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Import"];
                 };
             };
         };

@@ -283,6 +283,7 @@ def read_chips_csv(text: str) -> dict[str, dict]:
             "geotransform": gt,
             "width": int(float(row["width"])) if row.get("width") else None,
             "height": int(float(row["height"])) if row.get("height") else None,
+            "window": _window_of(row),
         }
     return rows
 
@@ -299,11 +300,25 @@ def _geotransform_of(row: dict) -> tuple | None:
     return None
 
 
+def _window_of(row: dict) -> tuple | None:
+    """The chip's native window in the scene (col_off, row_off, width, height) when the row gives one."""
+    def number(*keys):
+        return next((float(row[k]) for k in keys if row.get(k)), None)
+
+    col, r0 = number("col_off", "window_col_off"), number("row_off", "window_row_off")
+    if col is None or r0 is None:
+        return None
+    return col, r0, number("window_width", "native_width", "win_width"), number("window_height", "native_height",
+                                                                                  "win_height")
+
+
 def _chips_of(zf: zipfile.ZipFile) -> dict[str, dict]:
+    """Every chips.csv of an archive (several exports zipped together) merged, by image file name."""
+    rows: dict[str, dict] = {}
     for name in _zip_members(zf):
         if PurePosixPath(name).name.lower() == "chips.csv":
-            return read_chips_csv(zf.read(name).decode("utf-8-sig"))
-    return {}
+            rows.update(read_chips_csv(zf.read(name).decode("utf-8-sig")))
+    return rows
 
 
 def _yolo_names(zf: zipfile.ZipFile) -> dict[int, str]:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from affine import Affine
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -172,6 +173,15 @@ class _ImagePlacer:
             width, height = image.width or chip.get("width"), image.height or chip.get("height")
             return (crs_from_text(chip["crs"]), transform_from_gdal(chip["geotransform"]), 1.0, 1.0, width, height,
                     scene)
+        if chip and chip.get("window"):  # no geotransform: the native window on the scene's own grid
+            scene = self.by_id.get(chip.get("scene_id")) or self.by_name.get((chip.get("scene_name") or "").lower())
+            if scene is not None and scene.geotransform and scene.crs:
+                col, row, win_w, win_h = chip["window"]
+                width, height = image.width or chip.get("width"), image.height or chip.get("height")
+                if width and height:
+                    affine = transform_from_gdal(scene.geotransform) * Affine.translation(col, row)
+                    return (crs_from_text(scene.crs), affine, (win_w or width) / width, (win_h or height) / height,
+                            width, height, scene)
         if image.geotransform and image.crs:
             return crs_from_text(image.crs), transform_from_gdal(image.geotransform), 1.0, 1.0, image.width, \
                 image.height, None

@@ -396,3 +396,22 @@ def test_import_labels_command(project, manager, scene, tmp_path):
                  map=["Tank=skip"], stdout=out)
     assert Detection.objects.filter(scene=scene, source="import").count() == 1
     assert "Imported 1 accepted objects" in out.getvalue() and Job.objects.filter(kind="import").count() == 1
+
+
+def test_cancelled_import_leaves_nothing(api, project, scene, tmp_path, django_capture_on_commit_callbacks):
+    from gpu_tasks.run_context import RunContext
+
+    features = [feat(scene_lonlat_box(scene, (i % 100) * 10, (i // 100) * 10, (i % 100) * 10 + 5,
+                                      (i // 100) * 10 + 5), label="STP") for i in range(1200)]
+    meta = upload(api, project, geojson_file(tmp_path, features)).json()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api.post(f"/api/imports/{meta['id']}/run/", {}, format="json")
+    job = Job.objects.get(pk=response.json()["job"]["id"])
+    from gpu_tasks.inference.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        import_services.import_run(job=job, run=RunContext(should_cancel=lambda: True))
+    assert not Annotation.objects.filter(scene=scene).exists()  # the first batch was rolled back with the rest
+    done = import_services.import_job_run(job_id=job.pk)
+    assert done.status == JobStatus.SUCCEEDED and done.result["imported"] == 1200
+    assert Annotation.objects.filter(scene=scene).count() == 1200

@@ -191,7 +191,8 @@ def read_vector(path: Path, fmt: str) -> ReadResult:
     source = _vector_source(path, fmt)
     result = ReadResult(format=fmt)
     try:
-        layers = [str(row[0]) for row in pyogrio.list_layers(source)]
+        # Tables without geometry (a GeoPackage's attribute tables) hold no labels.
+        layers = [str(row[0]) for row in pyogrio.list_layers(source) if row[1] not in (None, "None", "")]
     except (DataSourceError, OSError) as exc:
         raise ImportFileError(f"OGR cannot open the {fmt} file ({exc}); check that it is complete.") from exc
     result.layers = layers
@@ -201,7 +202,7 @@ def read_vector(path: Path, fmt: str) -> ReadResult:
             meta, _fids, geoms, values = pyogrio.raw.read(source, layer=layer)
         except (DataSourceError, OSError, ValueError) as exc:
             raise ImportFileError(f"OGR cannot read layer {layer!r} ({exc}).") from exc
-        if meta.get("geometry_type") in (None, "None") and not len(geoms):
+        if geoms is None:
             continue
         fields = [str(f) for f in meta["fields"]]
         class_field = _class_field(fields)
@@ -225,7 +226,11 @@ def read_vector(path: Path, fmt: str) -> ReadResult:
             name = _class_text(column[i]) if column is not None else None
             geometry = shapely.from_wkb(wkb) if wkb is not None else None
             if geometry is not None and reproject and not geometry.is_empty:
-                geometry = shapely.geometry.shape(transform_geom(crs, "EPSG:4326", geometry.__geo_interface__))
+                try:
+                    geometry = shapely.geometry.shape(transform_geom(crs, "EPSG:4326", geometry.__geo_interface__))
+                except Exception as exc:  # PROJ refuses coordinates outside the CRS's domain
+                    result.skipped.append(("unreadable_geometry", item, f"cannot be reprojected to EPSG:4326 ({exc})"))
+                    continue
             result.records.append(MapRecord(item=item, class_name=name, geometry=geometry))
     result.crs = ", ".join(sorted(set(crs_seen))) or None
     return result
@@ -467,7 +472,8 @@ def read_coco(path: Path, fmt: str = "coco") -> ReadResult:
     for doc_name, doc, images, chips in _coco_docs(path):
         result.chips.update(chips)
         by_name = {PurePosixPath(p).name: ref for p, ref in images.items()}
-        categories = {c.get("id"): str(c.get("name", c.get("id"))) for c in doc.get("categories") or []}
+        # Ids as text ("1", 1 and 1.0 alike: third-party writers disagree on the type).
+        categories = {_class_text(c.get("id")): str(c.get("name", c.get("id"))) for c in doc.get("categories") or []}
         coco_images = {}
         for im in doc.get("images") or []:
             file_name = str(im.get("file_name", ""))
@@ -485,7 +491,11 @@ def read_coco(path: Path, fmt: str = "coco") -> ReadResult:
                 result.skipped.append(("unknown_image", item, f"image_id {ann.get('image_id')} is not in images"))
                 continue
             cat = ann.get("category_id")
-            class_name = categories.get(cat, _class_text(cat))
-            geometry = _coco_geometry(ann)
+            class_name = categories.get(_class_text(cat), _class_text(cat))
+            try:
+                geometry = _coco_geometry(ann)
+            except Exception as exc:  # a malformed polygon or RLE of a third-party file: reported, not fatal
+                result.skipped.append(("unreadable_geometry", item, f"segmentation cannot be read ({exc})"))
+                continue
             result.records.append(ImageRecord(item=item, class_name=class_name, geometry=geometry, image=image))
     return result

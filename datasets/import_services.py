@@ -58,6 +58,7 @@ REASONS = {
     "unknown_class_skipped": "class mapped to skip",
     "unreadable_line": "unreadable label line",
     "unknown_image": "annotation of an image that is not listed",
+    "unreadable_geometry": "geometry that cannot be read or reprojected",
 }
 
 
@@ -138,7 +139,10 @@ def _polygon_parts(geometry) -> list:
     if geometry is None or geometry.is_empty:
         return []
     if geometry.geom_type == "Polygon":
-        return [geometry] if geometry.area > 0 else []
+        import shapely
+
+        # 2D only (the columns are); a Z or M coordinate of a third-party file is dropped.
+        return [shapely.force_2d(geometry)] if geometry.area > 0 else []
     return [p for g in getattr(geometry, "geoms", []) for p in _polygon_parts(g)]
 
 
@@ -179,7 +183,7 @@ class _ImagePlacer:
                 col, row, win_w, win_h = chip["window"]
                 width, height = image.width or chip.get("width"), image.height or chip.get("height")
                 if width and height:
-                    affine = transform_from_gdal(scene.geotransform) * Affine.translation(col, row)
+                    affine = transform_from_gdal(scene.geotransform) @ Affine.translation(col, row)
                     return (crs_from_text(scene.crs), affine, (win_w or width) / width, (win_h or height) / height,
                             width, height, scene)
         if image.geotransform and image.crs:

@@ -301,14 +301,14 @@ def _geotiff(transform: Affine, crs: str, size=64) -> bytes:
 
 def test_yolo_georeferenced_chips_and_chips_csv(api, project, scene, tmp_path, django_capture_on_commit_callbacks):
     t = transform_from_gdal(scene.geotransform)
-    chip_t = t * Affine.translation(256, 128)  # a 64 px chip at column 256, row 128 of the scene
+    chip_t = t @ Affine.translation(256, 128)  # a 64 px chip at column 256, row 128 of the scene
     archive = tmp_path / "chips.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("data.yaml", "names: [Brick Kiln, STP]\n")
         zf.writestr("images/train/chip.a.tif", _geotiff(chip_t, UTM43))
         zf.writestr("labels/train/chip.a.txt", "0 0.5 0.5 0.25 0.25\n")
         # A PNG chip placed through chips.csv (our exports' sidecar), with a geotransform column.
-        gt = list((t * Affine.translation(512, 384)).to_gdal())
+        gt = list((t @ Affine.translation(512, 384)).to_gdal())
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["file", "split", "scene_id", "scene_name", "crs", "geotransform", "width", "height"])
@@ -415,3 +415,24 @@ def test_cancelled_import_leaves_nothing(api, project, scene, tmp_path, django_c
     done = import_services.import_job_run(job_id=job.pk)
     assert done.status == JobStatus.SUCCEEDED and done.result["imported"] == 1200
     assert Annotation.objects.filter(scene=scene).count() == 1200
+
+
+def test_third_party_oddities_3d_coordinates_and_bad_segmentation(api, project, scene, tmp_path,
+                                                                  django_capture_on_commit_callbacks):
+    ring = [(x, y, 12.5) for x, y in scene_lonlat_box(scene, 10, 10, 40, 40).exterior.coords]
+    path = geojson_file(tmp_path, [{"type": "Feature", "properties": {"class": "STP"},
+                                    "geometry": {"type": "Polygon", "coordinates": [ring]}}])
+    meta = upload(api, project, path).json()
+    with django_capture_on_commit_callbacks(execute=False):
+        _, job = run_import(api, meta["id"], target="accepted")
+    assert job.status == JobStatus.SUCCEEDED and not Detection.objects.get().geometry.hasz
+    doc = {"images": [{"id": 1, "file_name": f"{scene.name}.png", "width": WIDTH, "height": HEIGHT}],
+           "categories": [{"id": 0, "name": "STP"}],
+           "annotations": [{"id": 5, "image_id": 1, "category_id": 0.0, "segmentation": {"size": [2, 2], "counts": 7}},
+                           {"id": 6, "image_id": 1, "category_id": "0", "bbox": [5, 5, 10, 10]}]}
+    coco = tmp_path / "odd.json"
+    coco.write_text(json.dumps(doc))
+    inspection = upload(api, project, coco).json()["inspection"]
+    assert inspection["skipped"]["by_reason"] == {"unreadable_geometry": 1}
+    assert inspection["classes"] == [{"name": "STP", "count": 1, "class_id": ObjectClass.objects.get(
+        project=project, name="STP").pk}]

@@ -1,8 +1,11 @@
-// Project page entry: wires the scenes (list, upload, deletion), classes, members and settings (src/project/).
+// Project page entry: wires the scenes (list, upload, deletion), classes, members, settings, label import and dataset export (src/project/).
 import "./style.css";
 import "./project/manage.css";
+import { getJson } from "./api";
 import { byId } from "./dom";
 import { ClassAdmin } from "./project/classes";
+import { ExportPanel } from "./project/exports";
+import { ImportDialog } from "./project/imports";
 import { MemberAdmin } from "./project/members";
 import { sceneDeleter } from "./project/scene-delete";
 import { setupProjectSettings } from "./project/settings";
@@ -29,3 +32,15 @@ members.setupAddForm(byId<HTMLFormElement>("member-add") as HTMLFormElement | nu
 void members.load();
 
 setupProjectSettings(projectId, byId<HTMLFormElement>("project-edit") as HTMLFormElement | null, byId("project-edit-error"));
+
+// Import and export are for managers and annotators; importing as accepted objects or adding classes, managers only.
+void getJson<{ role: string }>(`/api/projects/${projectId}/me/`).then(({ role }) => {
+  if (role !== "manager" && role !== "annotator") return;
+  const grid = byId("datasets-grid")!;
+  const imports = byId("imports-section")!;
+  const exports = byId("exports-section")!;
+  grid.hidden = imports.hidden = exports.hidden = false;
+  const manager = role === "manager";
+  new ImportDialog(projectId, imports, { accepted: manager, newClasses: manager }, () => void classes.load());
+  void new ExportPanel(projectId, exports).load();
+});

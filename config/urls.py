@@ -9,7 +9,7 @@ from accounts.apis import TokenObtainApi
 from annotate import apis as annotate_apis
 from annotate import project_apis, tile_views
 from annotate import views as pages
-from datasets import import_apis
+from datasets import export_apis, import_apis
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
 from review import analytics_apis, cell_apis, live_apis
@@ -97,6 +97,12 @@ api = [
     path("projects/<int:project_id>/imports/", import_apis.ImportUploadApi.as_view(), name="api-imports"),
     path("imports/<str:import_id>/", import_apis.ImportDetailApi.as_view(), name="api-import"),
     path("imports/<str:import_id>/run/", import_apis.ImportRunApi.as_view(), name="api-import-run"),
+    path("projects/<int:project_id>/exports/", export_apis.ExportListApi.as_view(), name="api-exports"),
+    path("export-definitions/<int:definition_id>/", export_apis.ExportDefinitionApi.as_view(),
+         name="api-export-definition"),
+    path("export-definitions/<int:definition_id>/run/", export_apis.ExportDefinitionRunApi.as_view(),
+         name="api-export-definition-run"),
+    path("exports/<int:job_id>/download/", export_apis.ExportDownloadApi.as_view(), name="api-export-download"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -9,10 +9,9 @@ FORMATS = {
     "coco": "COCO instances (chips, polygons and boxes)",
     "geojson": "GeoJSON (RFC 7946, EPSG:4326)",
     "gpkg": "GeoPackage (each scene's CRS)",
-    "geoparquet": "GeoParquet (EPSG:4326)",
 }
 CHIP_FORMATS = ("yolo_detect", "yolo_segment", "yolo_obb", "coco")
-VECTOR_FORMATS = ("geojson", "gpkg", "geoparquet")
+VECTOR_FORMATS = ("geojson", "gpkg")
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,8 @@ JOB_KIND_ACTION: dict[str, Action] = {
     JobKind.EMBED: Action.RUN_JOBS,
     JobKind.SEARCH: Action.RUN_JOBS,
     JobKind.REFINE: Action.RUN_JOBS,
+    JobKind.EXPORT: Action.EXPORT_DATASET,
+    JobKind.IMPORT: Action.IMPORT_EXAMPLES,
 }
 # Update proposals is part of reviewing: whoever may review or draw examples may ask for it (and retry or
 # cancel it), whether or not their role may run GPU jobs; it costs a few CPU seconds and no backbone.

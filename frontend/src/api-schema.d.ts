@@ -264,6 +264,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/export-definitions/{definition_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET a saved export; DELETE it (its creator or a manager). */
+        get: operations["export_definitions_retrieve"];
+        put?: never;
+        post?: never;
+        /** @description GET a saved export; DELETE it (its creator or a manager). */
+        delete: operations["export_definitions_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/export-definitions/{definition_id}/run/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description POST: run a saved export again (202, its job). */
+        post: operations["export_definitions_run_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/exports/{job_id}/download/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET a finished export's zip (any member of its project). */
+        get: operations["exports_download_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/imports/{import_id}/": {
         parameters: {
             query?: never;
@@ -482,6 +534,24 @@ export interface paths {
         get: operations["projects_events.csv_retrieve"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/exports/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET the formats, saved exports and recent export jobs; POST an export request (flat JSON): its job (202). */
+        get: operations["projects_exports_retrieve"];
+        put?: never;
+        /** @description GET the formats, saved exports and recent export jobs; POST an export request (flat JSON): its job (202). */
+        post: operations["projects_exports_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1336,10 +1406,118 @@ export interface components {
             cursor: number | null;
             more: boolean;
         };
+        /** @description A saved export and its latest run. */
+        ExportDefinition: {
+            readonly id: number;
+            name: string;
+            format: string;
+            readonly params: {
+                [key: string]: unknown;
+            };
+            readonly created_by: string | null;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly updated_at: string;
+            readonly last_job: {
+                [key: string]: unknown;
+            } | null;
+        };
+        ExportFormat: {
+            key: string;
+            label: string;
+            chips: boolean;
+        };
+        /** @description The project's export formats, saved definitions and recent exports. */
+        ExportList: {
+            formats: components["schemas"]["ExportFormat"][];
+            definitions: components["schemas"]["ExportDefinition"][];
+            exports: components["schemas"]["Job"][];
+        };
+        /** @description What to export (scenes, classes, statuses, sources) and how (format and its options); flat JSON. */
+        ExportRequest: {
+            format: components["schemas"]["FormatEnum"];
+            /** @default  */
+            name: string;
+            /** @default true */
+            save: boolean;
+            /** @description empty: every ready scene of the project */
+            scene_ids?: number[];
+            /** @description empty: every class */
+            class_ids?: number[];
+            statuses?: components["schemas"]["StatusesEnum"][];
+            /** @description empty: every source */
+            sources?: components["schemas"]["SourcesEnum"][];
+            /**
+             * @description also export the example polygons (source 'example')
+             * @default false
+             */
+            include_examples: boolean;
+            /** @default 640 */
+            chip_size: number;
+            /**
+             * Format: double
+             * @default 0.2
+             */
+            overlap: number;
+            /**
+             * Format: double
+             * @default 0.3
+             */
+            min_visible: number;
+            /**
+             * Format: double
+             * @description empty chips kept, as a share of the chips holding objects
+             * @default 0.1
+             */
+            negatives: number;
+            /** @default 4 */
+            block_chips: number;
+            /**
+             * Format: double
+             * @default 0.2
+             */
+            val_fraction: number;
+            /**
+             * Format: double
+             * @default 0
+             */
+            test_fraction: number;
+            /** @default 0 */
+            seed: number;
+            /**
+             * Format: double
+             * @description resample chips to this ground resolution (metres per pixel)
+             */
+            gsd_m?: number | null;
+            /** @default per_scene */
+            gpkg_layout: components["schemas"]["GpkgLayoutEnum"];
+        };
+        /** @description A started export: its job, and its saved definition when it was saved. */
+        ExportStarted: {
+            job: components["schemas"]["Job"];
+            definition: components["schemas"]["ExportDefinition"] | null;
+        };
+        /**
+         * @description * `coco` - coco
+         *     * `geojson` - geojson
+         *     * `gpkg` - gpkg
+         *     * `yolo_detect` - yolo_detect
+         *     * `yolo_obb` - yolo_obb
+         *     * `yolo_segment` - yolo_segment
+         * @enum {string}
+         */
+        FormatEnum: "coco" | "geojson" | "gpkg" | "yolo_detect" | "yolo_obb" | "yolo_segment";
         /** @enum {string} */
         GisFeatureCollectionEnum: "FeatureCollection";
         /** @enum {string} */
         GisFeatureEnum: "Feature";
+        /**
+         * @description * `per_scene` - per_scene
+         *     * `single` - single
+         * @enum {string}
+         */
+        GpkgLayoutEnum: "per_scene" | "single";
         /** @description A stored upload waiting to be imported, with its inspection. */
         Import: {
             id: string;
@@ -2045,6 +2223,15 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /**
+         * @description * `search` - search
+         *     * `refine` - refine
+         *     * `yolo` - yolo
+         *     * `manual` - manual
+         *     * `import` - import
+         * @enum {string}
+         */
+        SourcesEnum: "search" | "refine" | "yolo" | "manual" | "import";
         /** @description POST /api/scenes/{id}/cells/split/. */
         SplitInput: {
             /**
@@ -2062,6 +2249,13 @@ export interface components {
          * @enum {string}
          */
         StartingClassesEnum: "none" | "default" | "copy";
+        /**
+         * @description * `proposed` - proposed
+         *     * `accepted` - accepted
+         *     * `rejected` - rejected
+         * @enum {string}
+         */
+        StatusesEnum: "proposed" | "accepted" | "rejected";
         /**
          * @description * `examples` - examples
          *     * `accepted` - accepted
@@ -2609,6 +2803,89 @@ export interface operations {
             };
         };
     };
+    export_definitions_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                definition_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportDefinition"];
+                };
+            };
+        };
+    };
+    export_definitions_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                definition_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    export_definitions_run_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                definition_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportStarted"];
+                };
+            };
+        };
+    };
+    exports_download_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": string;
+                };
+            };
+        };
+    };
     imports_retrieve: {
         parameters: {
             query?: never;
@@ -3010,6 +3287,54 @@ export interface operations {
                 };
                 content: {
                     "text/csv": string;
+                };
+            };
+        };
+    };
+    projects_exports_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportList"];
+                };
+            };
+        };
+    };
+    projects_exports_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExportRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ExportRequest"];
+                "multipart/form-data": components["schemas"]["ExportRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportStarted"];
                 };
             };
         };

@@ -60,7 +60,7 @@ def golden_pixels() -> np.ndarray:
     bands = np.stack([(rows // 4 + cols // 8) % 64 + 40, (cols // 4) % 64 + 40, (rows // 4) % 64 + 40])
     shapes = [geom for geom, *_ in DETECTIONS.values()] + [EXAMPLE[0]]
     mask = rasterize([(g, 1) for g in shapes], out_shape=(HEIGHT, WIDTH), dtype="uint8").astype(bool)
-    bands[:, mask] = (230, 200, 60)
+    bands[:, mask] = np.array([230, 200, 60])[:, None]
     return bands.astype("uint8")
 
 

@@ -11,10 +11,11 @@ import pytest
 from playwright.sync_api import expect
 from shapely.geometry import box, mapping
 
-from annotate.models import Detection, DetectionSource, DetectionStatus, ObjectClass
+from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus, ObjectClass, Role
+from annotate.services import membership_set
 from datasets.models import ExportDefinition
 from gpu_tasks.models import Job, JobKind, JobStatus
-from tests.conftest import NEON
+from tests.conftest import NEON, make_user
 from tests.e2e.test_browser import log_in
 from tests.e2e.test_review_workspace import shot
 
@@ -98,7 +99,8 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
     expect(report).to_be_visible(timeout=30_000)
     expect(report.locator(".import-imported")).to_have_text("Imported 3 accepted objects.")
     expect(report.locator("li[data-name='Solar Farm']")).to_have_attribute("data-count", "2")
-    expect(report.locator(".import-skipped")).to_contain_text("1 skipped")
+    expect(report.locator(".import-skipped li[data-reason=outside_every_scene]")).to_contain_text(
+        "outside every scene of the project: 1")
     shot(page, "datasets-import-report.png")
     solar = ObjectClass.objects.get(project=project, name="Solar Farm")
     imported = Detection.objects.filter(scene=scene, source=DetectionSource.IMPORT, status=DetectionStatus.ACCEPTED)
@@ -129,12 +131,19 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
         ["Solar Farm", "Solar Farm", existing.name])
     assert ExportDefinition.objects.count() == 0  # unticked: not saved
 
-    # A bad choice is told in words and keeps the dialog open: no status ticked.
+    # Bad choices are told in words and keep the dialog open: nothing rejected to export (the server says so),
+    # then no status at all (the dialog says so).
     page.locator("#export-open").click()
     export_dialog.get_by_label("accepted").uncheck()
+    export_dialog.get_by_label("rejected").check()
+    export_dialog.get_by_role("button", name="Export", exact=True).click()
+    expect(page.locator("#export-error")).to_contain_text("No object matches this export (rejected objects")
+    export_dialog.get_by_label("rejected").uncheck()
     export_dialog.get_by_role("button", name="Export", exact=True).click()
     expect(page.locator("#export-error")).to_have_text("Tick at least one status to export.")
+    expect(export_dialog).to_be_visible()
     export_dialog.get_by_label("accepted").check()
+    assert latest_export().pk == geojson_job.pk  # neither started a job
 
     # Export a YOLO detection set, saved by name; chosen and submitted from the keyboard.
     page.locator("#export-format").focus()
@@ -159,6 +168,7 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
     labels = [n for n in names if n.startswith("labels/") and n.endswith(".txt")]
     assert labels and any(archive.read(n).strip() for n in labels)
     assert any(n.startswith("images/") for n in names)
+    page.locator("#exports-section").scroll_into_view_if_needed()
     shot(page, "datasets-exports-list.png")
 
     # The saved export is listed; run it again from the list.
@@ -172,6 +182,7 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
     finished_row(page, again.pk)
     assert Job.objects.get(pk=again.pk).status == JobStatus.SUCCEEDED
     expect(saved).to_contain_text("last run succeeded")
+    page.locator("#exports-section").scroll_into_view_if_needed()
     shot(page, "datasets-export-run-again.png")
     # Deleting the saved export removes it from the list.
     saved.get_by_role("button", name="Delete Kilns YOLO").click()
@@ -187,4 +198,32 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
         assert second_page.locator(selector).count() == 0, selector
     expect(second_page.locator("#datasets-grid")).to_be_hidden()
     shot(second_page, "datasets-as-viewer.png")
-    assert not page.console_errors, page.console_errors
+    # The refused export's 400 is the only error the browser logged.
+    assert page.console_errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+    assert not second_page.console_errors, second_page.console_errors
+
+
+def test_an_annotator_imports_examples_only_and_maps_unknown_names_to_existing_classes_or_skip(
+    page, live_server, project, ingested, tmp_path
+):
+    scene = ingested(NEON)
+    annotator = make_user("anna")
+    membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
+    existing = ObjectClass.objects.filter(project=project).order_by("position").first()
+    log_in(page, live_server.url, username="anna", password="pw-anna")
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page.locator("#import-open").click()
+    page.set_input_files("#import-file", str(labels_file(tmp_path, scene, existing.name)))
+    page.locator("#import-upload").click()
+    dialog = page.locator("#import-dialog")
+    unknown = dialog.get_by_label("Class for Solar Farm")
+    expect(unknown).to_have_value("skip")  # an annotator cannot add classes: unknown names are skipped by default
+    assert unknown.locator("option[value=new]").count() == 0
+    assert dialog.locator("input[name=target][value=accepted]").count() == 0  # accepted objects: managers only
+    expect(page.locator("#export-open")).to_be_visible()  # annotators export
+    unknown.select_option(str(existing.pk))  # or map the unknown name to an existing class
+    shot(page, "datasets-import-as-annotator.png")
+    dialog.locator("#import-run").click()
+    expect(dialog.locator(".import-imported")).to_have_text("Imported 3 examples.", timeout=30_000)
+    assert Annotation.objects.filter(scene=scene, object_class=existing).count() == 3
+    assert not ObjectClass.objects.filter(project=project, name="Solar Farm").exists()

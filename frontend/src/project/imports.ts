@@ -52,12 +52,14 @@ export function skippedList(skipped: Skipped): HTMLElement | null {
   box.append(el("p", "", `${skipped.count} skipped:`));
   const list = el("ul", "import-skip-reasons");
   for (const [reason, count] of Object.entries(skipped.by_reason)) {
-    const li = el("li", "", `${reason}: ${count}`);
-    li.dataset.reason = reason;
     const items = skipped.items.filter((i) => i.reason === reason).slice(0, 5);
+    // The items' messages are the reason in words; the key is the fallback when no item was kept.
+    const li = el("li", "", `${items[0]?.message ?? reason.replace(/_/g, " ")}: ${count}`);
+    li.dataset.reason = reason;
     if (items.length) {
       const sub = el("ul", "small muted");
-      sub.append(...items.map((i) => el("li", "", `${i.item} — ${i.message}`)));
+      sub.append(...items.map((i) => el("li", "", i.item)));
+      if (count > items.length) sub.append(el("li", "", `… and ${count - items.length} more`));
       li.append(sub);
     }
     list.append(li);
@@ -277,7 +279,7 @@ export class ImportDialog {
       box.append(this.report(done.result as unknown as ImportReport));
       this.onImported();
     }
-    const again = el("button", "btn", "Import another file");
+    const again = el("button", "btn import-again", "Import another file");
     again.type = "button";
     again.addEventListener("click", () => void this.start());
     box.append(again);

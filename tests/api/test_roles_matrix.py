@@ -204,7 +204,36 @@ ACTIONS: list[tuple[str, Callable[[World], object], tuple[int, int, int, int, in
         f"/api/imports/{_import_stored(w)}/run/", {"target": "examples"}, format="json"), (202, 403, 202, 403, 404)),
     ("import accepted", lambda w: w.client().post(
         f"/api/imports/{_import_stored(w)}/run/", {"target": "accepted"}, format="json"), (202, 403, 403, 403, 404)),
+    # Exports (issue 11): managers and annotators export; every member reads the list and downloads a finished one;
+    # a saved export is deleted by its creator (here the manager) or a manager.
+    ("export list", lambda w: w.client().get(f"/api/projects/{w.project.pk}/exports/"), (200, 200, 200, 200, 404)),
+    ("export start", lambda w: w.client().post(f"/api/projects/{w.project.pk}/exports/", _EXPORT, format="json"),
+     (202, 403, 202, 403, 404)),
+    ("export run saved", lambda w: w.client().post(f"/api/export-definitions/{_export_saved(w).pk}/run/"),
+     (202, 403, 202, 403, 404)),
+    ("export delete saved", lambda w: w.client().delete(f"/api/export-definitions/{_export_saved(w).pk}/"),
+     (204, 403, 403, 403, 404)),
+    ("export download", lambda w: w.client().get(f"/api/exports/{_export_done(w)}/download/"),
+     (200, 200, 200, 200, 404)),
 ]
+_EXPORT = {"format": "geojson", "save": False, "statuses": ["proposed", "accepted"]}
+
+
+def _export_saved(w: World):
+    """A saved export of the manager's."""
+    from datasets import export_services
+
+    return export_services.definition_save(project=w.project, user=w.users["manager"],
+                                           params={**_EXPORT, "name": "Everything"})
+
+
+def _export_done(w: World) -> int:
+    """A finished export (run in this process) of the manager's."""
+    from datasets import export_services
+
+    job, _ = export_services.export_submit(project=w.project, user=w.users["manager"], role="manager", data=_EXPORT,
+                                           enqueue=False)
+    return export_services.export_job_run(job_id=job.pk).pk
 
 
 def _import_file():

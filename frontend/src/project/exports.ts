@@ -1,36 +1,19 @@
 // "Export dataset": a dialog that chooses what to export and how, saved definitions to run again, recent exports.
 import { deleteJson, errorText, getJson, Job, ObjectClass, Page, postJson, Scene } from "../api";
+import type { components } from "../api-schema";
 import { el } from "../dom";
 import { followJob, jobActive, jobRow } from "./job-follow";
 
-interface Definition {
-  id: number;
-  name: string;
-  format: string;
-  params: Record<string, unknown>;
-  created_by: number | string | null;
-  created_at: string;
-  last_job: Job | null;
-}
+type Schemas = components["schemas"];
+type Definition = Schemas["ExportDefinition"];
+type ExportList = Schemas["ExportList"];
+type ExportFormat = Schemas["ExportFormat"];
+type ExportStarted = Schemas["ExportStarted"];
 
-interface ExportList {
-  definitions: Definition[];
-  exports: Job[];
-}
-
-export const FORMATS: [string, string][] = [
-  ["geojson", "GeoJSON (EPSG:4326)"],
-  ["gpkg", "GeoPackage (each scene's CRS)"],
-  ["geoparquet", "GeoParquet"],
-  ["yolo_detect", "YOLO detection (chips)"],
-  ["yolo_segment", "YOLO segmentation (chips)"],
-  ["yolo_obb", "YOLO oriented boxes (chips)"],
-  ["coco", "COCO instances (chips)"],
-];
-const FORMAT_NAMES = Object.fromEntries(FORMATS);
-const CHIP_FORMATS = new Set(["yolo_detect", "yolo_segment", "yolo_obb", "coco"]);
-const STATUSES = ["accepted", "proposed", "rejected"];
-const SOURCES = ["search", "refine", "yolo", "manual", "import"];
+// The typecheck holds these to the API's choices; the formats themselves come from the server's list.
+const STATUSES: Schemas["StatusesEnum"][] = ["accepted", "proposed", "rejected"];
+const SOURCES: Schemas["SourcesEnum"][] = ["search", "refine", "yolo", "manual", "import"];
+const DEFAULT_FORMAT = "geojson";
 
 /** Chip option inputs: field, label, default, step, min, max. */
 const CHIP_INPUTS: [string, string, number | null, number, number, number][] = [
@@ -114,6 +97,8 @@ export class ExportPanel {
   private readonly exportList: HTMLElement;
   private readonly listError: HTMLElement;
   private followed = new Set<number>();
+  private formats: ExportFormat[] = [];
+  private showOptions: () => void = () => undefined;
   private scenesBox!: HTMLFieldSetElement;
   private classesBox!: HTMLFieldSetElement;
 
@@ -122,7 +107,7 @@ export class ExportPanel {
     heading.id = "exports-title";
     section.append(heading);
     section.append(el("p", "muted small",
-      "Training sets (YOLO, COCO) cut into chips, or map layers (GeoJSON, GeoPackage, GeoParquet), downloaded as a zip with a manifest."));
+      "Training sets (YOLO, COCO) cut into chips from the scenes, or map layers (GeoJSON, GeoPackage), downloaded as a zip with a manifest."));
     const open = el("button", "btn", "Export dataset…");
     open.type = "button";
     open.id = "export-open";
@@ -157,6 +142,28 @@ export class ExportPanel {
     this.build();
   }
 
+  private isChipFormat(key: string): boolean {
+    return this.formats.some((f) => f.key === key && f.chips);
+  }
+
+  private formatName(key: string): string {
+    return this.formats.find((f) => f.key === key)?.label ?? key;
+  }
+
+  /** The format choices, from the server's list (once; the dialog keeps the user's choice after that). */
+  private setFormats(formats: ExportFormat[]): void {
+    if (this.formats.length) return;
+    this.formats = formats;
+    const select = this.form.querySelector<HTMLSelectElement>("#export-format")!;
+    select.replaceChildren(...formats.map((f) => {
+      const o = el("option", "", f.label);
+      o.value = f.key;
+      o.selected = f.key === DEFAULT_FORMAT;
+      return o;
+    }));
+    this.showOptions();
+  }
+
   private say(target: HTMLElement, text: string): void {
     target.textContent = text;
     target.hidden = !text;
@@ -166,11 +173,6 @@ export class ExportPanel {
     const format = el("select");
     format.id = "export-format";
     format.name = "format";
-    for (const [value, text] of FORMATS) {
-      const o = el("option", "", text);
-      o.value = value;
-      format.append(o);
-    }
     this.scenesBox = fieldset("Scenes", "export-scenes", "None ticked: every ready scene.");
     this.classesBox = fieldset("Classes", "export-classes", "None ticked: every class.");
     const statuses = fieldset("Statuses", "export-statuses");
@@ -209,12 +211,12 @@ export class ExportPanel {
     name.autocomplete = "off";
     const save = checkbox("save", "1", "Save this export (to run it again)");
     save.id = "export-save-field";
-    const showOptions = () => {
-      chips.hidden = !CHIP_FORMATS.has(format.value);
+    this.showOptions = () => {
+      chips.hidden = !this.isChipFormat(format.value);
       layoutField.hidden = format.value !== "gpkg";
     };
-    format.addEventListener("change", showOptions);
-    showOptions();
+    format.addEventListener("change", this.showOptions);
+    this.showOptions();
     const buttons = el("div", "btn-row");
     const cancel = el("button", "btn", "Cancel");
     cancel.type = "button";
@@ -231,6 +233,7 @@ export class ExportPanel {
     this.say(this.error, "");
     this.dialog.showModal();
     this.form.querySelector<HTMLSelectElement>("#export-format")!.focus();
+    if (!this.formats.length) await this.load();
     try {
       const [scenes, classes] = await Promise.all([
         getJson<Page<Scene>>(`/api/projects/${this.projectId}/scenes/?page_size=200`),
@@ -265,7 +268,7 @@ export class ExportPanel {
       sources: values("sources"),
       include_examples: f.querySelector<HTMLInputElement>("input[name=include_examples]")!.checked,
     };
-    if (CHIP_FORMATS.has(format)) {
+    if (this.isChipFormat(format)) {
       for (const [name] of CHIP_INPUTS) {
         const raw = f.querySelector<HTMLInputElement>(`input[name=${name}]`)!.value.trim();
         body[name] = raw === "" ? null : Number(raw);
@@ -283,7 +286,7 @@ export class ExportPanel {
     const go = this.form.querySelector<HTMLButtonElement>("#export-submit")!;
     go.disabled = true;
     try {
-      const answer = await postJson<{ job: Job; definition: Definition | null }>(`/api/projects/${this.projectId}/exports/`, body);
+      const answer = await postJson<ExportStarted>(`/api/projects/${this.projectId}/exports/`, body);
       this.say(this.error, "");
       this.dialog.close();
       await this.load();
@@ -305,6 +308,7 @@ export class ExportPanel {
     } catch (e) {
       return this.say(this.listError, `Could not read the exports: ${errorText(e)}`);
     }
+    this.setFormats(list.formats);
     this.definitionList.replaceChildren(...list.definitions.map((d) => this.definitionRow(d)));
     if (!list.definitions.length) this.definitionList.append(el("li", "muted", "No saved exports yet."));
     this.exportList.replaceChildren(...list.exports.map((j) => this.exportRow(j)));
@@ -316,16 +320,17 @@ export class ExportPanel {
     const row = el("li", "manage-row export-definition");
     row.dataset.definitionId = String(d.id);
     row.dataset.name = d.name;
-    const last = d.last_job ? ` · last run ${d.last_job.status}` : "";
+    const lastJob = d.last_job as Job | null; // the schema leaves it untyped: it is a Job
+    const last = lastJob ? ` · last run ${lastJob.status}` : "";
     row.append(el("span", "export-definition-name", d.name),
-               el("span", "muted small", `${FORMAT_NAMES[d.format] ?? d.format}${last}`));
+               el("span", "muted small", `${this.formatName(d.format)}${last}`));
     const run = el("button", "btn btn-small export-run", "Run again");
     run.type = "button";
     run.setAttribute("aria-label", `Run ${d.name} again`);
     run.addEventListener("click", async () => {
       run.disabled = true;
       try {
-        const answer = await postJson<{ job: Job }>(`/api/export-definitions/${d.id}/run/`, {});
+        const answer = await postJson<ExportStarted>(`/api/export-definitions/${d.id}/run/`, {});
         await this.load();
         this.follow(answer.job);
       } catch (e) {
@@ -352,7 +357,7 @@ export class ExportPanel {
     const params = job.params as Record<string, unknown>;
     const fmt = String(params.format ?? "");
     const name = typeof params.name === "string" && params.name ? `${params.name} · ` : "";
-    return `${name}${FORMAT_NAMES[fmt] ?? fmt} export #${job.id}`;
+    return `${name}${this.formatName(fmt)} export #${job.id}`;
   }
 
   private exportRow(job: Job, pollError = ""): HTMLElement {

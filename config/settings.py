@@ -160,6 +160,8 @@ STORAGES = {
 
 # ------------------------------------------------------------------------------------------ limits
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024**3)
+# Finished export zips kept per project (the oldest are deleted when a new export succeeds; run a saved one again).
+EXPORTS_KEPT_PER_PROJECT = env_int("EXPORTS_KEPT_PER_PROJECT", 20)
 FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)
 FILE_UPLOAD_HANDLERS = ["annotate.uploads.SizeLimitedUploadHandler"]
 # Upload temp files older than this that no scene holds are left by killed web workers: swept at worker start

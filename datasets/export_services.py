@@ -259,6 +259,20 @@ def export_run(*, job: Job, run: RunContext) -> dict:
     }
 
 
+def exports_prune(*, project: Project, keep: int | None = None) -> int:
+    """Delete the files of the project's oldest finished exports beyond the newest `keep`; how many were deleted."""
+    keep = settings.EXPORTS_KEPT_PER_PROJECT if keep is None else keep
+    done = Job.objects.filter(project=project, kind=JobKind.EXPORT, status=JobStatus.SUCCEEDED)
+    done = done.order_by("-queued_at", "-pk")
+    pruned = 0
+    for job in done[keep:]:
+        folder = exports_dir() / str(job.pk)
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            pruned += 1
+    return pruned
+
+
 def export_job_run(*, job_id: int, claim: bool = True, progress_extra=None) -> Job:
     """Run an export job under its Job row (called by datasets.tasks.export_dataset_task)."""
     job = Job.objects.select_related("project", "created_by").get(pk=job_id)
@@ -270,7 +284,10 @@ def export_job_run(*, job_id: int, claim: bool = True, progress_extra=None) -> J
         what = f"{counts['objects_written']} objects" + (f" in {chips} chips" if chips else "")
         return result, f"Exported {what} ({result['size_bytes'] / 1e6:.1f} MB)"
 
-    return job_services.job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
+    job = job_services.job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
+    if job.status == JobStatus.SUCCEEDED:
+        exports_prune(project=job.project)
+    return job
 
 
 def export_file(*, job: Job) -> Path:

@@ -254,3 +254,13 @@ def test_command_exports_with_a_progress_bar(project, manager, scene, tmp_path, 
     assert len(zips) == 1 and "objects_written" in out.out and "%" in out.err
     with zipfile.ZipFile(zips[0]) as archive:
         assert len(json.loads(archive.read("objects.geojson"))["features"]) == 5
+
+
+def test_older_exports_beyond_the_kept_number_are_deleted(api, project, scene, settings,
+                                                          django_capture_on_commit_callbacks):
+    settings.EXPORTS_KEPT_PER_PROJECT = 2
+    jobs = [finished(start(api, project, django_capture_on_commit_callbacks, format="geojson")) for _ in range(3)]
+    assert [job.status for job in jobs] == [JobStatus.SUCCEEDED] * 3
+    response = api.get(f"/api/exports/{jobs[0].pk}/download/")
+    assert response.status_code == 409 and "run the export again" in response.json()["error"]["message"]
+    assert download(api, jobs[1]).namelist() and download(api, jobs[2]).namelist()

@@ -8,6 +8,7 @@ import json
 import zipfile
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 from shapely.geometry import box, mapping
 
@@ -227,3 +228,33 @@ def test_an_annotator_imports_examples_only_and_maps_unknown_names_to_existing_c
     expect(dialog.locator(".import-imported")).to_have_text("Imported 3 examples.", timeout=30_000)
     assert Annotation.objects.filter(scene=scene, object_class=existing).count() == 3
     assert not ObjectClass.objects.filter(project=project, name="Solar Farm").exists()
+
+
+def test_a_running_export_shows_its_progress_and_is_cancelled_from_the_list(page, live_server, project, manager):
+    job = Job.objects.create(
+        kind=JobKind.EXPORT, project=project, created_by=manager, status=JobStatus.RUNNING, progress=0.4,
+        message="Wrote 40 of 100 chips", params={"format": "yolo_segment", "name": "Big one"},
+        started_at=timezone.now(), heartbeat_at=timezone.now(),
+    )
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    row = page.locator(f"#export-jobs [data-job-id='{job.pk}']")
+    expect(row).to_have_attribute("data-status", "running")
+    expect(row.locator(".job-pct")).to_have_text("40%")
+    expect(row.locator(".job-message")).to_have_text("Wrote 40 of 100 chips")
+    expect(row).to_contain_text("Big one")
+    page.locator("#exports-section").scroll_into_view_if_needed()
+    shot(page, "datasets-export-running.png")
+    row.get_by_role("button", name="Cancel Big one").click()
+    for _ in range(50):
+        job.refresh_from_db()
+        if job.cancel_requested:
+            break
+        page.wait_for_timeout(100)
+    assert job.cancel_requested
+    expect(row.locator(".job-cancel")).to_have_text("Cancelling…")
+    # The worker stops at its next batch: the row follows it to the end, without a Cancel button or a download.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled")
+    expect(row).to_have_attribute("data-status", "cancelled")
+    expect(row.locator(".job-cancel")).to_have_count(0)
+    expect(row.locator(".export-download")).to_have_count(0)

@@ -57,7 +57,7 @@ export function jobRow(job: Job, title: string, pollError = ""): HTMLElement {
         cancel.disabled = false;
       });
     });
-    const buttons = el("div", "btn-row");
+    const buttons = el("div", "btn-row job-actions");
     buttons.append(cancel);
     box.append(buttons);
   }

@@ -214,20 +214,34 @@ def test_an_annotator_imports_examples_only_and_maps_unknown_names_to_existing_c
     log_in(page, live_server.url, username="anna", password="pw-anna")
     page.goto(f"{live_server.url}/projects/{project.pk}/")
     page.locator("#import-open").click()
+    dialog = page.locator("#import-dialog")
+    # A file that cannot be read is told in words, and the dialog stays at its first step.
+    broken = tmp_path / "broken.geojson"
+    broken.write_text("{not json")
+    page.set_input_files("#import-file", str(broken))
+    page.locator("#import-upload").click()
+    expect(page.locator("#import-error")).to_contain_text("The file is not valid JSON")
+    expect(dialog.locator(".import-inspection")).to_have_count(0)
     page.set_input_files("#import-file", str(labels_file(tmp_path, scene, existing.name)))
     page.locator("#import-upload").click()
-    dialog = page.locator("#import-dialog")
     unknown = dialog.get_by_label("Class for Solar Farm")
     expect(unknown).to_have_value("skip")  # an annotator cannot add classes: unknown names are skipped by default
+    expect(page.locator("#import-error")).to_be_hidden()
     assert unknown.locator("option[value=new]").count() == 0
     assert dialog.locator("input[name=target][value=accepted]").count() == 0  # accepted objects: managers only
     expect(page.locator("#export-open")).to_be_visible()  # annotators export
+    # Skipping every class is refused by the server, in words.
+    dialog.get_by_label(f"Class for {existing.name}").select_option("skip")
+    dialog.locator("#import-run").click()
+    expect(page.locator("#import-error")).to_contain_text("Every class is mapped to skip")
+    dialog.get_by_label(f"Class for {existing.name}").select_option(str(existing.pk))
     unknown.select_option(str(existing.pk))  # or map the unknown name to an existing class
     shot(page, "datasets-import-as-annotator.png")
     dialog.locator("#import-run").click()
     expect(dialog.locator(".import-imported")).to_have_text("Imported 3 examples.", timeout=30_000)
     assert Annotation.objects.filter(scene=scene, object_class=existing).count() == 3
     assert not ObjectClass.objects.filter(project=project, name="Solar Farm").exists()
+    assert len(page.console_errors) == 2 and all("status of 400" in e for e in page.console_errors)  # the refusals
 
 
 def test_a_running_export_shows_its_progress_and_is_cancelled_from_the_list(page, live_server, project, manager):

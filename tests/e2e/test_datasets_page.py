@@ -56,6 +56,14 @@ def finished_row(page, job_id: int):
     return row
 
 
+def open_project(page, base: str, project) -> None:
+    """Open the project page and wait until its lists have loaded (they move the sections down as they fill)."""
+    page.goto(f"{base}/projects/{project.pk}/")
+    page.wait_for_selector("#scenes .scene-card, #scenes p:not(:has-text('Loading'))")
+    page.wait_for_selector("#class-admin li[data-class-id]")
+    page.wait_for_selector("#export-jobs > *")
+
+
 def latest_export() -> Job:
     return Job.objects.filter(kind=JobKind.EXPORT).order_by("-pk").first()
 
@@ -68,7 +76,7 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
     assert existing is not None, "the project fixture has classes"
     base = live_server.url
     log_in(page, base)
-    page.goto(f"{base}/projects/{project.pk}/")
+    open_project(page, base, project)
 
     # Import: open the dialog with the keyboard, choose the file, upload it with Enter on the button.
     opener = page.locator("#import-open")
@@ -152,6 +160,14 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
     expect(export_dialog.locator("#export-chip-options")).to_be_visible()
     expect(export_dialog.locator("#export-gpkg-field")).to_be_hidden()
     page.locator("#export-chip-size").fill("128")
+    # Fractions that leave nothing to train on: the server's field message, in words.
+    page.locator("#export-val-fraction").fill("0.6")
+    page.locator("#export-test-fraction").fill("0.5")
+    export_dialog.get_by_role("button", name="Export", exact=True).click()
+    expect(page.locator("#export-error")).to_contain_text(
+        "val_fraction + test_fraction must leave something to train on")
+    page.locator("#export-test-fraction").fill("0")
+    page.locator("#export-val-fraction").fill("0.25")
     export_dialog.get_by_label("Save this export").check()
     page.locator("#export-name").focus()
     page.keyboard.type("Kilns YOLO")
@@ -159,6 +175,7 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
     expect(export_dialog).to_be_hidden()
     yolo_job = latest_export()
     assert yolo_job.params["format"] == "yolo_detect" and yolo_job.params["chip_size"] == 128
+    assert yolo_job.params["val_fraction"] == 0.25 and yolo_job.params["gsd_m"] is None
     row = finished_row(page, yolo_job.pk)
     expect(row.locator(".export-chips")).to_contain_text("train")
     expect(row.locator(".export-per-class")).to_contain_text("Solar Farm")
@@ -199,8 +216,9 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
         assert second_page.locator(selector).count() == 0, selector
     expect(second_page.locator("#datasets-grid")).to_be_hidden()
     shot(second_page, "datasets-as-viewer.png")
-    # The refused export's 400 is the only error the browser logged.
-    assert page.console_errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+    # The two refused exports' 400s are the only errors the browser logged.
+    refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    assert page.console_errors == [refused] * 2
     assert not second_page.console_errors, second_page.console_errors
 
 
@@ -212,7 +230,7 @@ def test_an_annotator_imports_examples_only_and_maps_unknown_names_to_existing_c
     membership_set(project=project, user=annotator, role=Role.ANNOTATOR)
     existing = ObjectClass.objects.filter(project=project).order_by("position").first()
     log_in(page, live_server.url, username="anna", password="pw-anna")
-    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    open_project(page, live_server.url, project)
     page.locator("#import-open").click()
     dialog = page.locator("#import-dialog")
     # A file that cannot be read is told in words, and the dialog stays at its first step.
@@ -251,7 +269,7 @@ def test_a_running_export_shows_its_progress_and_is_cancelled_from_the_list(page
         started_at=timezone.now(), heartbeat_at=timezone.now(),
     )
     log_in(page, live_server.url)
-    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    open_project(page, live_server.url, project)
     row = page.locator(f"#export-jobs [data-job-id='{job.pk}']")
     expect(row).to_have_attribute("data-status", "running")
     expect(row.locator(".job-pct")).to_have_text("40%")

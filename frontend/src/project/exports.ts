@@ -18,11 +18,11 @@ const DEFAULT_FORMAT = "geojson";
 /** Chip option inputs: field, label, default, step, min, max. */
 const CHIP_INPUTS: [string, string, number | null, number, number, number][] = [
   ["chip_size", "Chip size (px)", 640, 1, 32, 4096],
-  ["overlap", "Overlap (0–0.9)", 0.2, 0.05, 0, 0.9],
-  ["min_visible", "Min visible share of a cut object", 0.3, 0.05, 0, 1],
-  ["negatives", "Empty chips (share of chips with objects)", 0.1, 0.05, 0, 10],
-  ["val_fraction", "Validation fraction", 0.2, 0.05, 0, 0.9],
-  ["test_fraction", "Test fraction", 0, 0.05, 0, 0.9],
+  ["overlap", "Overlap (0–0.9)", 0.2, 0.01, 0, 0.9],
+  ["min_visible", "Min visible share of a cut object", 0.3, 0.01, 0, 1],
+  ["negatives", "Empty chips (share of chips with objects)", 0.1, 0.01, 0, 10],
+  ["val_fraction", "Validation fraction", 0.2, 0.01, 0, 0.9],
+  ["test_fraction", "Test fraction", 0, 0.01, 0, 0.9],
   ["gsd_m", "Ground resolution (m/px; empty: each scene's own)", null, 0.01, 0.01, 1000],
 ];
 
@@ -271,9 +271,10 @@ export class ExportPanel {
     if (this.isChipFormat(format)) {
       for (const [name] of CHIP_INPUTS) {
         const raw = f.querySelector<HTMLInputElement>(`input[name=${name}]`)!.value.trim();
-        body[name] = raw === "" ? null : Number(raw);
+        // An emptied box means the server's default; for the ground resolution that is each scene's own (null).
+        if (raw !== "") body[name] = Number(raw);
+        else if (name === "gsd_m") body[name] = null;
       }
-      if (body.chip_size === null) delete body.chip_size;
     }
     if (format === "gpkg") body.gpkg_layout = f.querySelector<HTMLSelectElement>("#export-gpkg-layout")!.value;
     return body;

@@ -286,3 +286,21 @@ def test_cancel_between_chips(scene, tmp_path):
     run = RunContext(progress=lambda f, m: calls.append(m), should_cancel=lambda: True)
     with pytest.raises(Cancelled):
         run_export(tmp_path, scene, "coco", run=run)
+
+
+def test_test_split_and_progress(scene, tmp_path):
+    seen = []
+    stats = run_export(tmp_path, scene, "yolo_obb", test_fraction=0.25, overlap=0.2,
+                       run=RunContext(progress=lambda f, m: seen.append((f, m))))
+    import yaml
+
+    data = yaml.safe_load((tmp_path / "data.yaml").read_text())
+    assert data["test"] == "images/test" and stats.chips["test"] > 0 and stats.chips["val"] > 0
+    train = windows(tmp_path, "train")
+    for held_out in ("val", "test"):
+        assert not any(t.intersection(h).area > 0 for t in train for h in windows(tmp_path, held_out))
+    assert stats.objects_written == 5
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    total = sum(stats.chips.values())
+    assert seen[-1][1] == f"Chip {total} of {total}"

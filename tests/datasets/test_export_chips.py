@@ -304,3 +304,33 @@ def test_test_split_and_progress(scene, tmp_path):
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     total = sum(stats.chips.values())
     assert seen[-1][1] == f"Chip {total} of {total}"
+
+
+def test_gsd_m_gives_two_scenes_of_different_resolution_the_same_chips(scene, tmp_path, project, manager, settings):
+    """The golden scene (0.5 m) and a 1 m copy of it, exported at the coarse gsd: chips of the same ground and size."""
+    from rasterio.transform import from_origin
+
+    from annotate.services import scene_create_from_path, scene_ingest
+    from tests.datasets.golden_scene import golden_pixels
+    from tests.rasters import ORIGIN, UTM43, write_tif
+
+    path = write_tif(Path(settings.DATA_DIR) / "coarse.tif", golden_pixels()[:, ::2, ::2], crs=UTM43,
+                     transform=from_origin(*ORIGIN, 1.0, 1.0))
+    coarse = scene_ingest(scene=scene_create_from_path(project=project, user=manager, source=path, name="coarse"))
+    assert coarse.status == "ready" and coarse.gsd_m == pytest.approx(2 * scene.gsd_m)
+    objects = export_objects(scene)  # lon/lat polygons: the same ground in both scenes
+    options = ChipOptions(**{**GOLDEN_PARAMS, "gsd_m": 2 * scene.gsd_m, "negatives": 1.0})
+    stats = write_chip_dataset(root=tmp_path, fmt="yolo_detect", scenes=[scene, coarse], objects_of=lambda s: objects,
+                               classes=export_classes(project), options=options, run=RunContext())
+    assert stats.extra["native_window_px"] == {str(scene.pk): 512, str(coarse.pk): 256}
+    with (tmp_path / "chips.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fine = {(int(r["row_off"]) // 2, int(r["col_off"]) // 2): r for r in rows if int(r["scene_id"]) == scene.pk}
+    rough = {(int(r["row_off"]), int(r["col_off"])): r for r in rows if int(r["scene_id"]) == coarse.pk}
+    assert set(fine) == set(rough) and len(fine) == 4
+    for key, r in fine.items():
+        assert json.loads(r["geotransform"]) == pytest.approx(json.loads(rough[key]["geotransform"]))
+        ours, theirs = label_rows(tmp_path, r), label_rows(tmp_path, rough[key])
+        assert len(ours) == len(theirs) and all(close(a, b, 1e-5) for a, b in zip(sorted(ours), sorted(theirs),
+                                                                                   strict=True))
+    assert stats.objects_selected == 10 and stats.objects_written == 10

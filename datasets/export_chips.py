@@ -18,6 +18,7 @@ from django.utils.text import slugify
 from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, box
 
+from annotate.errors import DomainError
 from annotate.geo import SceneFrame
 from annotate.models import Scene
 from datasets.export_chip_writers import ChipLabel, chip_writer, polygons_of
@@ -62,8 +63,9 @@ def native_window(scene: Scene, options: ChipOptions) -> int:
     if options.gsd_m is None:
         return options.chip_size
     if not scene.gsd_m:
-        raise ValueError(f"Scene {scene.name!r} has no ground resolution, so it cannot be resampled to "
-                         f"{options.gsd_m} m per pixel; export without gsd_m or re-ingest the scene.")
+        raise DomainError(f"Scene {scene.name!r} has no ground resolution, so it cannot be resampled to "
+                          f"{options.gsd_m} m per pixel; export without gsd_m or re-ingest the scene.",
+                          detail={"scene_id": scene.pk})
     return max(1, round(options.chip_size * options.gsd_m / scene.gsd_m))
 
 
@@ -232,7 +234,7 @@ def write_chip_dataset(*, root: Path, fmt: str, scenes: list[Scene],
     from gpu_tasks.inference.errors import Cancelled
 
     if options.image_format not in ("png", "jpg"):
-        raise ValueError(f"image_format {options.image_format!r} is not supported; choose png or jpg.")
+        raise DomainError(f"image_format {options.image_format!r} is not supported; choose png or jpg.")
     stats = WriteStats()
     # Plan: which chips hold which objects (no pixels read). Only this scene's objects are in memory at once.
     chips: list[Chip] = []

@@ -269,6 +269,16 @@ def test_object_larger_than_a_chip_fails_loudly(scene, tmp_path):
     assert not (tmp_path / "chips.csv").exists()  # nothing half-written
 
 
+def test_gsd_m_on_a_scene_without_ground_resolution_is_refused_clearly(scene, tmp_path):
+    from annotate.errors import DomainError
+
+    scene.gsd_m = None
+    with pytest.raises(DomainError, match="export without gsd_m"):
+        run_export(tmp_path, scene, "yolo_detect", gsd_m=1.0)
+    with pytest.raises(DomainError, match="choose png or jpg"):
+        run_export(tmp_path, scene, "coco", image_format="tiff")
+
+
 def test_scene_names_with_commas_and_dots(scene, tmp_path):
     scene.name = "site 3, v1.2.final"
     scene.save(update_fields=["name"])

@@ -342,7 +342,8 @@ def write_chip_dataset(*, root: Path, fmt: str, scenes: list[Scene],
         "labels": "one label per visible piece of an object per chip; pieces below min_visible are dropped",
         **writer.extra,
     }
-    if stats.chips.get("val", 0) == 0:
-        stats.extra["warning"] = "no validation chips: the scenes hold fewer blocks than a split needs"
+    if options.val_fraction > 0 and stats.chips.get("val", 0) == 0:
+        stats.extra["warning"] = ("no validation chips: the labelled chips fill fewer than two split blocks; lower "
+                                  "block_chips or chip_size, or add scenes, to validate a detector on held-out ground")
     return stats
 

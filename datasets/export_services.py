@@ -169,6 +169,7 @@ def manifest_of(*, job: Job, params: dict, project: Project, scenes: list, stats
             "dropped": stats.dropped,
         },
         "files": sorted(stats.files),
+        "warnings": [stats.extra["warning"]] if stats.extra.get("warning") else [],
         "details": stats.extra,
     }
 
@@ -255,7 +256,7 @@ def export_run(*, job: Job, run: RunContext) -> dict:
         "file_name": name,
         "size_bytes": size,
         "download": f"/api/exports/{job.pk}/download/",
-        "manifest": {k: manifest[k] for k in ("format", "counts", "application_version")},
+        "manifest": {k: manifest[k] for k in ("format", "counts", "warnings", "application_version")},
     }
 
 
@@ -282,7 +283,8 @@ def export_job_run(*, job_id: int, claim: bool = True, progress_extra=None) -> J
         counts = result["manifest"]["counts"]
         chips = sum(counts["chips"].values()) if counts["chips"] else 0
         what = f"{counts['objects_written']} objects" + (f" in {chips} chips" if chips else "")
-        return result, f"Exported {what} ({result['size_bytes'] / 1e6:.1f} MB)"
+        warnings = "".join(f"; {w}" for w in result["manifest"]["warnings"])
+        return result, f"Exported {what} ({result['size_bytes'] / 1e6:.1f} MB){warnings}"
 
     job = job_services.job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)
     if job.status == JobStatus.SUCCEEDED:

@@ -264,3 +264,15 @@ def test_older_exports_beyond_the_kept_number_are_deleted(api, project, scene, s
     response = api.get(f"/api/exports/{jobs[0].pk}/download/")
     assert response.status_code == 409 and "run the export again" in response.json()["error"]["message"]
     assert download(api, jobs[1]).namelist() and download(api, jobs[2]).namelist()
+
+
+def test_a_chip_export_without_validation_chips_says_so(api, project, scene, django_capture_on_commit_callbacks):
+    # 256 px chips in blocks of 8 x 8: the whole golden scene is one block, so nothing can be held out.
+    job = finished(start(api, project, django_capture_on_commit_callbacks, format="yolo_detect", chip_size=256,
+                         overlap=0.0, block_chips=8))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    manifest = json.loads(download(api, job).read("manifest.json"))
+    assert manifest["counts"]["chips"].get("val", 0) == 0
+    assert "no validation chips" in manifest["warnings"][0] and "block_chips" in manifest["warnings"][0]
+    assert "no validation chips" in job.message
+    assert manifest["counts"]["objects_selected"] == manifest["counts"]["objects_written"] == 5

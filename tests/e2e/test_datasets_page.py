@@ -188,6 +188,12 @@ def test_a_manager_imports_labels_and_exports_datasets_and_a_viewer_is_offered_n
     assert any(n.startswith("images/") for n in names)
     page.locator("#exports-section").scroll_into_view_if_needed()
     shot(page, "datasets-exports-list.png")
+    # Opened again, the dialog starts unnamed and unsaved (the last name would overwrite that saved export).
+    page.locator("#export-open").click()
+    expect(page.locator("#export-name")).to_have_value("")
+    expect(export_dialog.get_by_label("Save this export")).not_to_be_checked()
+    page.keyboard.press("Escape")
+    expect(export_dialog).to_be_hidden()
 
     # The saved export is listed; run it again from the list.
     definition = ExportDefinition.objects.get(project=project, name="Kilns YOLO")

@@ -231,6 +231,9 @@ export class ExportPanel {
 
   private async open(): Promise<void> {
     this.say(this.error, "");
+    // A new export starts unnamed and unsaved: a name kept from the last one would overwrite that saved export.
+    this.form.querySelector<HTMLInputElement>("#export-name")!.value = "";
+    this.form.querySelector<HTMLInputElement>("input[name=save]")!.checked = false;
     this.dialog.showModal();
     this.form.querySelector<HTMLSelectElement>("#export-format")!.focus();
     if (!this.formats.length) await this.load();

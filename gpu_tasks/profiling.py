@@ -39,10 +39,13 @@ def trace_path(job: Job) -> Path:
 @contextmanager
 def stage(name: str, timings: dict):
     """Time one stage of a job into timings[name] (seconds), inside an NVTX range when profiling on CUDA."""
-    from .inference.device import nvtx_range
-
     started = time.perf_counter()
-    ctx = nvtx_range(name, True) if settings.GPU_PROFILE else nullcontext()
+    if settings.GPU_PROFILE:
+        from .inference.device import nvtx_range  # imports torch: only when profiling (CPU jobs never load it)
+
+        ctx = nvtx_range(name, True)
+    else:
+        ctx = nullcontext()
     with ctx:
         yield
     timings[name] = timings.get(name, 0.0) + time.perf_counter() - started

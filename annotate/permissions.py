@@ -20,6 +20,7 @@ class Action(StrEnum):
     REFINE_ONE = "refine one detection"
     MANAGE_MEMBERS = "manage members"
     MANAGE_CELLS = "split scenes into work cells and assign them"
+    MARK_ACCURACY_AREAS = "mark reviewed areas as exhaustively labelled"
     REOPEN_CELLS = "reopen a done work cell"
     EXPORT_EVENTS = "download the review events"
     EXPORT_DATASET = "export datasets"
@@ -43,6 +44,7 @@ ALLOWED_ROLES: dict[Action, set[str]] = {
     Action.REFINE_ONE: {Role.MANAGER, Role.ANNOTATOR, Role.REVIEWER},
     Action.MANAGE_MEMBERS: {Role.MANAGER},
     Action.MANAGE_CELLS: {Role.MANAGER},
+    Action.MARK_ACCURACY_AREAS: {Role.MANAGER},
     Action.REOPEN_CELLS: {Role.MANAGER},
     Action.EXPORT_EVENTS: {Role.MANAGER},
     # Exports are runs of a job over reviewed objects (annotators run jobs); an import as accepted objects skips

@@ -12,7 +12,7 @@ from annotate import views as pages
 from datasets import export_apis, import_apis
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
-from review import analytics_apis, cell_apis, live_apis
+from review import accuracy_apis, analytics_apis, cell_apis, live_apis
 from review import apis as review_apis
 from review import views as review_pages
 
@@ -103,6 +103,10 @@ api = [
     path("export-definitions/<int:definition_id>/run/", export_apis.ExportDefinitionRunApi.as_view(),
          name="api-export-definition-run"),
     path("exports/<int:job_id>/download/", export_apis.ExportDownloadApi.as_view(), name="api-export-download"),
+    path("scenes/<int:scene_id>/accuracy-areas/", accuracy_apis.SceneAccuracyAreasApi.as_view(),
+         name="api-accuracy-areas"),
+    path("accuracy-areas/<int:area_id>/", accuracy_apis.AccuracyAreaApi.as_view(), name="api-accuracy-area"),
+    path("projects/<int:project_id>/accuracy/", accuracy_apis.ProjectAccuracyApi.as_view(), name="api-accuracy"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -74,7 +74,7 @@ def _size_that_fits(width: float, height: float) -> int:
     return size
 
 
-def _area_polygon(scene: Scene, area: dict | None) -> Polygon:
+def area_polygon(scene: Scene, area: dict | None) -> Polygon:
     """The polygon to split: the drawn area (checked: a valid polygon touching the scene) or the scene's footprint."""
     footprint = scene.footprint
     if footprint is None:
@@ -140,7 +140,7 @@ def cells_split(*, scene: Scene, actor: AbstractBaseUser, size_m: float, area: d
     require(annotate_selectors.role_of(user=actor, project=scene.project), Action.MANAGE_CELLS)
     if not size_m or size_m <= 0 or not math.isfinite(size_m):
         raise DomainError("size_m must be a positive number of metres, like 250.")
-    polygon = _area_polygon(scene, area)
+    polygon = area_polygon(scene, area)
     cells = _grid(scene, polygon, float(size_m))
     with transaction.atomic():
         existing = WorkCell.objects.select_for_update().filter(scene=scene)

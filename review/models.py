@@ -85,4 +85,5 @@ class ReviewEvent(models.Model):
         raise AppendOnlyError("Review events are append-only; record a new event (undo) instead.")
 
 
-from .cells_models import CellGap, CellStatus, QueueLease, WorkCell  # noqa: E402,F401 - the app's models, in their own module
+from .accuracy_models import AccuracyArea  # noqa: E402,F401 - the app's models, in their own modules
+from .cells_models import CellGap, CellStatus, QueueLease, WorkCell  # noqa: E402,F401

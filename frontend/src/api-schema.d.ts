@@ -4,6 +4,23 @@
  */
 
 export interface paths {
+    "/api/accuracy-areas/{area_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** @description DELETE: unmark an accuracy area (managers). */
+        delete: operations["accuracy_areas_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/annotations/": {
         parameters: {
             query?: never;
@@ -471,6 +488,23 @@ export interface paths {
         patch: operations["projects_partial_update"];
         trace?: never;
     };
+    "/api/projects/{project_id}/accuracy/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET a proposer's per-class precision, recall, F1, AP50, AP50:95 and PR curve over the accuracy areas. */
+        get: operations["projects_accuracy_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project_id}/analytics/": {
         parameters: {
             query?: never;
@@ -749,6 +783,24 @@ export interface paths {
         post?: never;
         /** @description One scene with footprint and metadata; managers may delete it. */
         delete: operations["scenes_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/scenes/{scene_id}/accuracy-areas/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET the scene's accuracy areas; POST marks a drawn polygon or work cells as exhaustively labelled (managers). */
+        get: operations["scenes_accuracy_areas_list"];
+        put?: never;
+        /** @description GET the scene's accuracy areas; POST marks a drawn polygon or work cells as exhaustively labelled (managers). */
+        post: operations["scenes_accuracy_areas_create"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1037,6 +1089,36 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description One area: its outline (GeoJSON), the classes it is complete for ([] = all), its cell and who marked it. */
+        AccuracyArea: {
+            readonly id: number;
+            scene: number;
+            readonly geometry: {
+                [key: string]: unknown;
+            };
+            class_ids: number[];
+            /** @description the work cell it was marked from, if any */
+            cell?: number | null;
+            readonly created_by: string | null;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        /** @description A drawn polygon or work cells of the scene, and the classes every object of which in it was reviewed. */
+        AccuracyAreaInput: {
+            /** @description a GeoJSON Polygon */
+            area?: unknown;
+            cell_ids?: number[];
+            /** @description the classes it is complete for; empty = every class */
+            class_ids?: number[];
+        };
+        AccuracyReport: {
+            proposer: {
+                [key: string]: unknown;
+            };
+            areas: number;
+            scenes: number[];
+            classes: components["schemas"]["ClassAccuracy"][];
+        };
         /** @description GET /api/projects/{id}/analytics/. */
         Analytics: {
             project: number;
@@ -1281,6 +1363,32 @@ export interface components {
          * @enum {string}
          */
         CellPropertiesStatusEnum: "open" | "in_progress" | "done";
+        ClassAccuracy: {
+            class_id: number;
+            class_name: string;
+            /** @description reviewed objects (accepted or drawn) in the areas */
+            truths: number;
+            proposals: number;
+            /** @description proposals matched at IoU >= 0.5 */
+            true_positives: number;
+            /** Format: double */
+            precision: number | null;
+            /** Format: double */
+            recall: number | null;
+            /** Format: double */
+            f1: number | null;
+            /** Format: double */
+            ap50: number | null;
+            /** Format: double */
+            ap50_95: number | null;
+            /** Format: double */
+            best_f1: number | null;
+            /** Format: double */
+            best_f1_score: number | null;
+            curve: {
+                [key: string]: number[];
+            };
+        };
         /** @description One class: proposed counts per score bin (bin i is [i/bins, (i+1)/bins), the last includes 1.0). */
         ClassHistogram: {
             object_class: number;
@@ -2307,6 +2415,26 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    accuracy_areas_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                area_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     annotations_list: {
         parameters: {
             query?: {
@@ -3159,6 +3287,32 @@ export interface operations {
             };
         };
     };
+    projects_accuracy_retrieve: {
+        parameters: {
+            query?: {
+                job?: number;
+                model_key?: string;
+                scene?: number;
+                source?: string;
+            };
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccuracyReport"];
+                };
+            };
+        };
+    };
     projects_analytics_retrieve: {
         parameters: {
             query?: {
@@ -3703,6 +3857,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    scenes_accuracy_areas_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccuracyArea"][];
+                };
+            };
+        };
+    };
+    scenes_accuracy_areas_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AccuracyAreaInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["AccuracyAreaInput"];
+                "multipart/form-data": components["schemas"]["AccuracyAreaInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccuracyArea"][];
+                };
             };
         };
     };

@@ -215,8 +215,26 @@ ACTIONS: list[tuple[str, Callable[[World], object], tuple[int, int, int, int, in
      (204, 403, 403, 403, 404)),
     ("export download", lambda w: w.client().get(f"/api/exports/{_export_done(w)}/download/"),
      (200, 200, 200, 200, 404)),
+    # Accuracy areas (issue 12): managers mark reviewed ground as exhaustively labelled; every member reads the
+    # areas and each proposer's accuracy in them.
+    ("accuracy areas read", lambda w: w.client().get(f"/api/scenes/{w.scene.pk}/accuracy-areas/"),
+     (200, 200, 200, 200, 404)),
+    ("accuracy area mark", lambda w: w.client().post(f"/api/scenes/{w.scene.pk}/accuracy-areas/",
+                                                     {"area": _geojson(LON, LAT, 0.01)}, format="json"),
+     (201, 403, 403, 403, 404)),
+    ("accuracy area unmark", lambda w: w.client().delete(f"/api/accuracy-areas/{_accuracy_area(w)}/"),
+     (204, 403, 403, 403, 404)),
+    ("accuracy read", lambda w: w.client().get(f"/api/projects/{w.project.pk}/accuracy/?source=search"),
+     (200, 200, 200, 200, 404)),
 ]
 _EXPORT = {"format": "geojson", "save": False, "statuses": ["proposed", "accepted"]}
+
+
+def _accuracy_area(w: World) -> int:
+    """An area the manager marked over the scene."""
+    from review import accuracy
+
+    return accuracy.accuracy_areas_add(scene=w.scene, actor=w.users["manager"], area=_geojson(LON, LAT, 0.01))[0].pk
 
 
 def _export_saved(w: World):

@@ -157,3 +157,30 @@ export function horizontalBars(o: HBarOptions): SVGSVGElement {
   });
   return svg;
 }
+
+export interface CurveOptions {
+  label: string; // the accessible summary
+  recall: number[];
+  precision: number[];
+  color: string;
+  width: number;
+}
+
+/** A precision-recall curve: recall on x, precision on y, both 0..1, one <polyline class="pr-line">. */
+export function prCurve(o: CurveOptions): SVGSVGElement {
+  const W = o.width, H = Math.round(o.width * 0.75), left = 40, right = 10, top = 10, bottom = 34;
+  const svg = frame(W, H, o.label);
+  const x = (v: number) => left + v * (W - left - right);
+  const y = (v: number) => H - bottom - v * (H - top - bottom);
+  for (const tick of [0, 0.5, 1]) {
+    svg.append(svgEl("line", { x1: x(0), x2: x(1), y1: y(tick), y2: y(tick), class: "grid" }));
+    svg.append(svgEl("text", { x: left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick" }, tick.toFixed(1)));
+    svg.append(svgEl("text", { x: x(tick), y: H - bottom + 14, "text-anchor": "middle", class: "tick" }, tick.toFixed(1)));
+  }
+  svg.append(svgEl("text", { x: x(0.5), y: H - 4, "text-anchor": "middle", class: "axis-title" }, "recall"));
+  svg.append(svgEl("text", { x: 10, y: y(0.5), transform: `rotate(-90 10 ${y(0.5)})`, "text-anchor": "middle",
+                             class: "axis-title" }, "precision"));
+  const points = o.recall.map((r, i) => `${x(r).toFixed(1)},${y(o.precision[i]).toFixed(1)}`).join(" ");
+  if (points) svg.append(svgEl("polyline", { points, fill: "none", stroke: o.color, "stroke-width": 2, class: "pr-line" }));
+  return svg;
+}

@@ -3,6 +3,7 @@ import "./style.css";
 import "./project/manage.css";
 import { getJson } from "./api";
 import { byId } from "./dom";
+import { AccuracyPanel } from "./project/accuracy";
 import { ClassAdmin } from "./project/classes";
 import { ExportPanel } from "./project/exports";
 import { ImportDialog } from "./project/imports";
@@ -35,6 +36,7 @@ setupProjectSettings(projectId, byId<HTMLFormElement>("project-edit") as HTMLFor
 
 // Import and export are for managers and annotators; importing as accepted objects or adding classes, managers only.
 void getJson<{ role: string }>(`/api/projects/${projectId}/me/`).then(({ role }) => {
+  void new AccuracyPanel(projectId, byId("accuracy-section")!, role === "manager").load();
   if (role !== "manager" && role !== "annotator") return;
   const grid = byId("datasets-grid")!;
   const imports = byId("imports-section")!;

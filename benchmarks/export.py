@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--formats", default=",".join(CHIP_FORMATS), help="comma-separated chip formats")
     parser.add_argument("--small", type=int, default=1_000, help="the object count RSS is compared at (0: skip)")
     parser.add_argument("--no-job", action="store_true", help="skip the whole-job runs (selection ... zip)")
+    parser.add_argument("--vector-formats", default="geojson,gpkg", help="map-vector formats, run as whole jobs")
     parser.add_argument("--child", nargs=4, metavar=("FORMAT", "SCENE_ID", "OBJECTS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -193,6 +194,15 @@ def main() -> None:
             r = run_child(fmt, scene, 0)
             say(f"  {fmt:<13} {r['seconds']:6.1f} s  zip {r['zip_mb']:6.1f} MB  peak RSS {r['peak_rss_mb']:.0f} MB "
                 f"(at start {r['baseline_rss_mb']:.0f})  {'ok' if r['seconds'] < TARGET_S else 'OVER'}")
+    vectors = [f for f in args.vector_formats.split(",") if f]
+    if vectors:
+        say()
+        say(f"map-vector formats, the whole export job, {OBJECTS:,} objects (target < {TARGET_S:.0f} s):")
+        for fmt in vectors:
+            r = run_child(fmt, scene, 0)
+            say(f"  {fmt:<13} {r['seconds']:6.1f} s  {OBJECTS / r['seconds']:8,.0f} objects/s  "
+                f"zip {r['zip_mb']:6.1f} MB  peak RSS {r['peak_rss_mb']:.0f} MB (at start {r['baseline_rss_mb']:.0f})  "
+                f"{'ok' if r['seconds'] < TARGET_S else 'OVER'}")
     if args.small:
         say()
         say(f"peak RSS growth from {args.small:,} to {OBJECTS:,} objects (export's own, above the process at start):")

@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Detector-loop benchmark (issue 12 §6), the probe part: training and scoring time of the logistic probe and the
+kNN scorer on a cached grid the size of a 10k x 10k px scene (DINOv2-S, 14 px patches: 715 x 715 x 384 float16),
+beside prototype search scoring the same grid. Targets: training under 10 s, scoring under 1 s.
+Figures, never pass/fail. Django-free (the inference package only).
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpu_tasks.inference.probe import BACKGROUND, score_grid_probe, train_knn, train_logistic  # noqa: E402
+from gpu_tasks.inference.prototypes import ClassPrototypes  # noqa: E402
+from gpu_tasks.inference.search import SearchParams, score_grid  # noqa: E402
+
+
+def synthetic_grid(path: Path, side: int, dim: int, n_cover: int, seed: int) -> np.memmap:
+    """A float16 memmap grid of mixed land-cover directions with noise (built in row blocks)."""
+    rng = np.random.default_rng(seed)
+    cover = rng.normal(size=(n_cover, dim)).astype(np.float32)
+    grid = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(side, side, dim))
+    for r in range(0, side, 64):
+        rows = min(64, side - r)
+        a = rng.integers(0, n_cover, (rows, side))
+        block = cover[a] + rng.normal(0, 0.3, (rows, side, dim)).astype(np.float32)
+        grid[r:r + rows] = block.astype(np.float16)
+    grid.flush()
+    return np.load(path, mmap_mode="r")
+
+
+def reviewed_tokens(grid, per_class: int, classes: int, background: int, seed: int):
+    """Training tokens drawn from the grid: `classes` clusters of objects and background cells."""
+    rng = np.random.default_rng(seed)
+    h, w, d = grid.shape
+    tokens, labels = [], []
+    for c in range(classes):
+        centre = np.asarray(grid[rng.integers(h), rng.integers(w)], dtype=np.float32)
+        tokens.append(centre + rng.normal(0, 0.2, (per_class, d)).astype(np.float32))
+        labels += [c + 1] * per_class
+    rows, cols = rng.integers(0, h, background), rng.integers(0, w, background)
+    tokens.append(np.asarray(grid[rows, cols], dtype=np.float32))
+    labels += [BACKGROUND] * background
+    return np.concatenate(tokens), np.asarray(labels)
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=715, help="grid side in cells (715: 10k px at 14 px patches)")
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--per-class", type=int, default=2000, help="reviewed object tokens per class")
+    parser.add_argument("--background", type=int, default=20000, help="reviewed background tokens")
+    parser.add_argument("--knn-bank", type=int, default=4096, help="kNN bank size (tokens kept, even per column)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        t_build, grid = timed(synthetic_grid, Path(tmp) / "grid.npy", args.side, args.dim, 12, 0)
+        tokens, labels = reviewed_tokens(grid, args.per_class, args.classes, args.background, 1)
+        cells = args.side * args.side
+        print(f"grid {args.side} x {args.side} x {args.dim} float16 ({cells:,} cells, "
+              f"{grid.nbytes / 1e6:.0f} MB, built in {t_build:.1f} s); {len(labels):,} reviewed tokens, "
+              f"{args.classes} classes")
+        np.asarray(grid[:]).sum()  # page the grid in once, so every scorer reads it from memory alike
+        rows = []
+        t_train, logistic = timed(train_logistic, tokens, labels)
+        t_score, _ = timed(score_grid_probe, grid, logistic)
+        rows.append(("logistic probe", t_train, t_score))
+        t_train, knn = timed(train_knn, tokens, labels, k=20, max_bank=args.knn_bank)
+        t_score, _ = timed(score_grid_probe, grid, knn)
+        rows.append((f"kNN (k=20, bank {len(knn.bank_labels):,})", t_train, t_score))
+        prototypes = [ClassPrototypes(c, (tokens[labels == c][:8] / np.linalg.norm(tokens[labels == c][:8], axis=1,
+                                                                                   keepdims=True)))
+                      for c in range(1, args.classes + 1)]
+        t_score, _ = timed(score_grid, grid, prototypes, SearchParams())
+        rows.append(("prototype search (8 per class)", 0.0, t_score))
+        print(f"{'scorer':36} {'train s':>8} {'score s':>8} {'cells/s':>12}  vs targets (train 10 s, score 1 s)")
+        for name, train_s, score_s in rows:
+            print(f"{name:36} {train_s:8.2f} {score_s:8.2f} {cells / score_s:12,.0f}  "
+                  f"train x{10 / max(train_s, 1e-9):.1f}, score x{1 / score_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -226,7 +226,7 @@ export class ExportPanel {
     go.id = "export-submit";
     buttons.append(cancel, go);
     this.form.append(labelled("Format", format), this.scenesBox, this.classesBox, statuses, sources, chips, layoutField,
-                     labelled("Name", name), save, this.error, buttons);
+                     labelled("Export name", name), save, this.error, buttons);
   }
 
   private async open(): Promise<void> {

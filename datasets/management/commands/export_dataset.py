@@ -5,15 +5,14 @@ import json
 import shutil
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ValidationError
 
 from annotate.errors import DomainError
-from annotate.models import Membership, Project
 from datasets import export_services
 from datasets.export_options import CHIP_FIELDS
 from datasets.export_types import FORMATS
+from datasets.management.member import project_member
 from datasets.models import ExportDefinition
 from gpu_tasks.management.progress import progress_bar
 from gpu_tasks.models import JobStatus
@@ -46,14 +45,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, help="copy the finished zip here (a file or a folder)")
 
     def handle(self, *args, project: str, user: str, definition, out, **options):
-        proj = Project.objects.filter(pk=int(project)).first() if project.isdigit() else None
-        proj = proj or Project.objects.filter(name=project).first()
-        if proj is None:
-            raise CommandError(f"No project {project!r}.")
-        member = get_user_model().objects.filter(username=user).first()
-        if member is None:
-            raise CommandError(f"No user {user!r}.")
-        role = Membership.objects.filter(project=proj, user=member).values_list("role", flat=True).first()
+        proj, member, role = project_member(project, user)
         try:
             if definition:
                 saved = ExportDefinition.objects.filter(pk=definition, project=proj).first()

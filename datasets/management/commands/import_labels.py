@@ -4,12 +4,11 @@
 import json
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.errors import DomainError
-from annotate.models import Membership, Project
 from datasets import import_services
+from datasets.management.member import project_member
 from gpu_tasks.management.progress import progress_bar
 from gpu_tasks.models import JobStatus
 
@@ -40,14 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--map", action="append", default=[], help="NAME=CLASS_ID|new|skip (repeatable)")
 
     def handle(self, *args, path: Path, project: str, user: str, target: str, scene, map, **options):
-        proj = Project.objects.filter(pk=int(project)).first() if project.isdigit() else None
-        proj = proj or Project.objects.filter(name=project).first()
-        if proj is None:
-            raise CommandError(f"No project {project!r}.")
-        member = get_user_model().objects.filter(username=user).first()
-        if member is None:
-            raise CommandError(f"No user {user!r}.")
-        role = Membership.objects.filter(project=proj, user=member).values_list("role", flat=True).first()
+        proj, member, role = project_member(project, user)
         if not path.is_file():
             raise CommandError(f"{path} is not a file.")
         try:

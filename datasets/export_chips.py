@@ -23,6 +23,7 @@ from annotate.geo import SceneFrame
 from annotate.models import Scene
 from datasets.export_chip_writers import ChipLabel, chip_writer, polygons_of
 from datasets.export_types import ChipOptions, ExportClass, ExportLoss, ExportObject, WriteStats
+from gpu_tasks.inference.tiled_detection import tile_offsets
 from gpu_tasks.run_context import RunContext
 
 CHIPS_CSV_COLUMNS = ["file", "split", "scene_id", "scene_name", "crs", "geotransform", "width", "height", "col_off",
@@ -69,18 +70,10 @@ def native_window(scene: Scene, options: ChipOptions) -> int:
     return max(1, round(options.chip_size * options.gsd_m / scene.gsd_m))
 
 
-def axis_offsets(length: int, window: int, step: int) -> list[int]:
-    """Chip offsets along one axis: every `step`, until a chip reaches the edge (the last one is zero-padded)."""
-    offsets = [0]
-    while offsets[-1] + window < length:
-        offsets.append(offsets[-1] + step)
-    return offsets
-
-
 def chip_grid(scene_index: int, width: int, height: int, window: int, overlap: float) -> list[Chip]:
     """The chip windows of one scene, row by row."""
     step = max(1, round(window * (1.0 - overlap)))
-    rows, cols = axis_offsets(height, window, step), axis_offsets(width, window, step)
+    rows, cols = tile_offsets(height, window, step), tile_offsets(width, window, step)  # as detection tiles
     return [Chip(scene_index, i, j, c, r, window) for i, r in enumerate(rows) for j, c in enumerate(cols)]
 
 

@@ -1,6 +1,7 @@
 """Dataset exports: saved definitions, the export job (selection -> writer -> manifest -> zip), the download."""
 
 import json
+import re
 import shutil
 import tomllib
 import zipfile
@@ -207,8 +208,6 @@ def _zip(root: Path, target: Path, run: RunContext) -> int:
 
 def download_name(project: Project, job: Job) -> str:
     """The zip's file name: project, format, job and date, in characters every file system takes."""
-    import re
-
     slug = re.sub(r"[^0-9A-Za-z_-]+", "-", project.name).strip("-")[:60] or "project"
     day = (job.queued_at or timezone.now()).strftime("%Y%m%d")
     return f"{slug}-{job.params.get('format', 'export')}-{job.pk}-{day}.zip"

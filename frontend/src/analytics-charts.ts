@@ -180,7 +180,10 @@ export function prCurve(o: CurveOptions): SVGSVGElement {
   svg.append(svgEl("text", { x: x(0.5), y: H - 4, "text-anchor": "middle", class: "axis-title" }, "recall"));
   svg.append(svgEl("text", { x: 10, y: y(0.5), transform: `rotate(-90 10 ${y(0.5)})`, "text-anchor": "middle",
                              class: "axis-title" }, "precision"));
-  const points = o.recall.map((r, i) => `${x(r).toFixed(1)},${y(o.precision[i]).toFixed(1)}`).join(" ");
+  // The curve starts at recall 0 with the first proposal's precision, so a one-point curve is a line too.
+  const recall = o.recall.length ? [0, ...o.recall] : [];
+  const precision = o.precision.length ? [o.precision[0], ...o.precision] : [];
+  const points = recall.map((r, i) => `${x(r).toFixed(1)},${y(precision[i]).toFixed(1)}`).join(" ");
   if (points) svg.append(svgEl("polyline", { points, fill: "none", stroke: o.color, "stroke-width": 2, class: "pr-line" }));
   return svg;
 }

@@ -140,7 +140,8 @@ export class AccuracyPanel {
                        figure(c.recall), figure(c.f1), figure(c.ap50), figure(c.ap50_95), best]) tr.append(el("td", "", v));
       table.tBodies[0].append(tr);
     }
-    this.table.replaceChildren(el("p", "muted small", `${report.areas} accuracy areas; proposer: ${report.proposer.source}.`),
+    this.table.replaceChildren(el("p", "muted small",
+      `${report.areas} accuracy area${report.areas === 1 ? "" : "s"}; proposer: ${report.proposer.source}.`),
                                table);
     this.curves.replaceChildren(...report.classes.filter((c) => c.curve?.recall?.length).map((c, i) => {
       const box = el("figure", "accuracy-curve");

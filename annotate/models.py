@@ -152,8 +152,17 @@ class DetectionSource(models.TextChoices):
     SEARCH = "search", "Visual search"
     REFINE = "refine", "SAM2 refinement"
     YOLO = "yolo", "YOLO detector"
+    PROBE = "probe", "Probe on the embeddings"
     MANUAL = "manual", "Drawn by a reviewer"
     IMPORT = "import", "Imported labels"
+
+
+class Proposer(models.TextChoices):
+    """Which proposer a detection came from; kept when refinement changes its source to `refine`."""
+
+    SEARCH = "search", "Prototype search"
+    PROBE = "probe", "Probe"
+    YOLO = "yolo", "YOLO model"
 
 
 class DetectionStatus(models.TextChoices):
@@ -195,6 +204,15 @@ class Detection(models.Model):
         "gpu_tasks.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="detections"
     )
     model_key = models.CharField(max_length=64, blank=True, help_text="vector space of the search that found it")
+    # The proposer and, for a YOLO proposal, the model version: what each proposer's accuracy is measured on and
+    # what its next run replaces. Blank for objects a person drew or imported.
+    proposer = models.CharField(max_length=16, choices=Proposer.choices, blank=True)
+    model_version = models.ForeignKey(
+        "detectors.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="detections"
+    )
+    # What each stage said about it (a YOLO box's own class and confidence, the embedding verification's class
+    # scores, a probe's kind), so a reviewer and the accuracy page can tell them apart.
+    proposer_scores = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Z-order key of the centroid (a geohash interleaves longitude and latitude bits): the spatial review queue
     # walks it so each next object is near the last. Computed by the database, so every writer keeps it true.

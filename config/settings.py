@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "gpu_tasks",
     "review",
     "datasets",
+    "detectors",
 ]
 
 MIDDLEWARE = [
@@ -250,6 +251,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "gpu_tasks.tasks.gpu_*": {"queue": "gpu"},
     "gpu_tasks.tasks.interactive_*": {"queue": "gpu_interactive"},
+    "detectors.tasks.gpu_*": {"queue": "gpu"},
 }
 # A job whose worker is killed is redelivered instead of lost.
 CELERY_TASK_ACKS_LATE = True

@@ -10,6 +10,7 @@ from annotate import apis as annotate_apis
 from annotate import project_apis, tile_views
 from annotate import views as pages
 from datasets import export_apis, import_apis
+from detectors import apis as detector_apis
 from gpu_tasks import apis as job_apis
 from gpu_tasks import model_apis
 from review import accuracy_apis, analytics_apis, cell_apis, live_apis
@@ -97,6 +98,10 @@ api = [
     path("projects/<int:project_id>/imports/", import_apis.ImportUploadApi.as_view(), name="api-imports"),
     path("imports/<str:import_id>/", import_apis.ImportDetailApi.as_view(), name="api-import"),
     path("imports/<str:import_id>/run/", import_apis.ImportRunApi.as_view(), name="api-import-run"),
+    path("projects/<int:project_id>/models/", detector_apis.ProjectModelsApi.as_view(), name="api-models-project"),
+    path("model-versions/<int:version_id>/", detector_apis.ModelVersionApi.as_view(), name="api-model-version"),
+    path("scenes/<int:scene_id>/yolo-proposals/", detector_apis.SceneYoloProposalsApi.as_view(), name="api-yolo"),
+    path("scenes/<int:scene_id>/probe/", detector_apis.SceneProbeApi.as_view(), name="api-probe"),
     path("projects/<int:project_id>/exports/", export_apis.ExportListApi.as_view(), name="api-exports"),
     path("export-definitions/<int:definition_id>/", export_apis.ExportDefinitionApi.as_view(),
          name="api-export-definition"),

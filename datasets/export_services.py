@@ -259,6 +259,31 @@ def export_run(*, job: Job, run: RunContext) -> dict:
     }
 
 
+def selection_check(project: Project, params: dict) -> int:
+    """The number of objects validated export params select; refused (with what to do) when none or foreign."""
+    return _validate_selection(project, params)
+
+
+def dataset_write(*, job: Job, project: Project, params: dict, root: Path, run: RunContext) -> dict:
+    """Write validated export params under root (no zip) and return its manifest; for a job that consumes the
+    dataset itself, such as YOLO training. Refuses, as an export does, a selection that would lose a label."""
+    scenes = selection.export_scenes(project, params)
+    selected = selection.selection_counts(scenes, params)
+    total = sum(selected.values())
+    if not total:
+        raise DomainError("No object matches this dataset any more (objects were deleted or re-reviewed since it was "
+                          "started); widen the choice or review some objects.")
+    try:
+        stats = _write(root=root, params=params, project=project, scenes=scenes, total=total, run=run)
+        _check_nothing_lost(stats, total)
+    except ExportLoss as exc:
+        raise DomainError(f"The dataset would lose or empty a label: {exc.key} {exc.reason}.",
+                          detail={"object": exc.key, "reason": exc.reason}) from exc
+    manifest = manifest_of(job=job, params=params, project=project, scenes=scenes, stats=stats, selected=selected)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
 def exports_prune(*, project: Project, keep: int | None = None) -> int:
     """Delete the files of the project's oldest finished exports beyond the newest `keep`; how many were deleted."""
     keep = settings.EXPORTS_KEPT_PER_PROJECT if keep is None else keep

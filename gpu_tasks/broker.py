@@ -64,9 +64,12 @@ _TASK_NAMES = {
     JobKind.REQUERY: "gpu_tasks.tasks.requery_proposals_task",
     JobKind.EXPORT: "datasets.tasks.export_dataset_task",
     JobKind.IMPORT: "datasets.tasks.import_labels_task",
+    JobKind.TRAIN: "detectors.tasks.gpu_train_task",
+    JobKind.PREDICT: "detectors.tasks.gpu_predict_task",
+    JobKind.PROBE: "detectors.tasks.probe_proposals_task",
 }
 _INTERACTIVE_REFINE = "gpu_tasks.tasks.interactive_refine_task"
-_TASK_PREFIXES = ("gpu_tasks.tasks.", "datasets.tasks.")
+_TASK_PREFIXES = ("gpu_tasks.tasks.", "datasets.tasks.", "detectors.tasks.")
 
 
 def _task_for(job: Job):

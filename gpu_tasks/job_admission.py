@@ -22,7 +22,7 @@ from .inference.tiling import grid_shape  # numpy-free, torch-free: safe in the 
 from .models import Job, JobKind, JobStatus, PatchGrid
 
 # Job kinds that run on the GPU queues and count against a user's pending jobs.
-GPU_KINDS = (JobKind.EMBED, JobKind.SEARCH, JobKind.REFINE)
+GPU_KINDS = (JobKind.EMBED, JobKind.SEARCH, JobKind.REFINE, JobKind.TRAIN, JobKind.PREDICT)
 # Patch size used for estimates when the backbone is not loaded (DINOv2: 14; DINOv3's 16 gives fewer tiles).
 ESTIMATE_PATCH_PX = 14
 
@@ -64,7 +64,7 @@ def scene_embed_tiles(*, scene: Scene, scale: float) -> int:
 
 def job_cost_estimate(*, kind: str, scene: Scene, params: dict) -> JobCost:
     """The cost of a GPU job from its (validated, normalised) params."""
-    if kind in (JobKind.EMBED, JobKind.SEARCH):
+    if kind in (JobKind.EMBED, JobKind.SEARCH, JobKind.PREDICT):  # YOLO proposals embed the scene when it is not
         return JobCost(tiles=scene_embed_tiles(scene=scene, scale=float(params.get("scale", 1.0))))
     if kind == JobKind.REFINE:
         ids = params.get("detection_ids") or []

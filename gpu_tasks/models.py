@@ -16,7 +16,8 @@ class JobKind(models.TextChoices):
     REFINE = "refine", "SAM2 refinement"
     REQUERY = "requery", "Update proposals"
     TRAIN = "train", "YOLO training"
-    PREDICT = "predict", "YOLO prediction"
+    PREDICT = "predict", "YOLO proposals"
+    PROBE = "probe", "Probe proposals"
     EXPORT = "export", "Dataset export"
     IMPORT = "import", "Label import"
 

@@ -19,6 +19,14 @@ def device_name() -> str | None:
     return settings.TORCH_DEVICE or None
 
 
+def ultralytics_device() -> str:
+    """The configured device as ultralytics names it ("cpu", "0")."""
+    from .inference.device import pick_device
+
+    dev = pick_device(device_name())
+    return "cpu" if dev.type != "cuda" else str(dev.index or 0)
+
+
 def embedder():
     """The configured backbone (DINO_MODEL), loaded on first use; ModelUnavailable when it is not on disk."""
     if _embedder_override:

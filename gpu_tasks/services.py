@@ -187,11 +187,12 @@ def job_fail(*, job: Job, error: str, result: dict | None = None) -> Job:
     return job
 
 
-def job_mark_cancelled(*, job: Job, result: dict | None = None) -> Job:
+def job_mark_cancelled(*, job: Job, result: dict | None = None, message: str = "") -> Job:
     """Mark a job cancelled, saying how far it got."""
     job.refresh_from_db(fields=["progress"])
     job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
-    job.message = f"Cancelled at {job.progress:.0%}; run it again to finish (work already done is kept)"
+    fallback = f"Cancelled at {job.progress:.0%}; run it again to finish (work already done is kept)"
+    job.message = message[:500] or fallback
     if result is not None:
         job.result = result
     job.save(update_fields=["status", "message", "finished_at", "result"])
@@ -206,6 +207,9 @@ JOB_KIND_ACTION: dict[str, Action] = {
     JobKind.REFINE: Action.RUN_JOBS,
     JobKind.EXPORT: Action.EXPORT_DATASET,
     JobKind.IMPORT: Action.IMPORT_EXAMPLES,
+    JobKind.TRAIN: Action.RUN_JOBS,
+    JobKind.PREDICT: Action.RUN_JOBS,
+    JobKind.PROBE: Action.RUN_JOBS,
 }
 # Update proposals is part of reviewing: whoever may review or draw examples may ask for it (and retry or
 # cancel it), whether or not their role may run GPU jobs; it costs a few CPU seconds and no backbone.
@@ -408,8 +412,8 @@ def job_run(*, job: Job, work: Work, claim: bool = True, progress_extra: Progres
         # job over (this process still holds it); past its retries the reconcile sees a silent worker.
         log.exception("job %s: database unavailable", job.pk)
         raise
-    except Cancelled:
-        return job_mark_cancelled(job=job, result=with_timings())
+    except Cancelled as exc:
+        return job_mark_cancelled(job=job, result=with_timings(exc.result), message=exc.job_message)
     except DomainError as exc:
         return job_fail(job=job, error=exc.message, result=with_timings())
     except (ModelUnavailable, IncompatibleEmbeddings, InsufficientDiskSpace) as exc:
@@ -460,6 +464,13 @@ class JobStart:
 
     job: Job
     created: bool
+
+
+def scene_job_submit(
+    *, kind: str, scene: Scene, user: AbstractBaseUser | None, role: str | None, params: dict, enqueue: bool = True
+) -> JobStart:
+    """Admit and queue a GPU job of any kind on a ready scene (another app's kind, e.g. YOLO proposals)."""
+    return _scene_job_submit(kind=kind, scene=scene, user=user, role=role, params=params, enqueue=enqueue)
 
 
 def _scene_job_submit(

@@ -1,5 +1,6 @@
 """Visual search of a scene: patch grid x class prototypes -> ranked candidate detections in PostGIS."""
 
+import json
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -7,11 +8,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from django.contrib.gis.geos import GEOSGeometry, Polygon
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotate import geo
 from annotate.errors import DomainError
-from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus, ObjectClass, Scene
+from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus, ObjectClass, Proposer, Scene
 
 from .embedding import grid_open, grid_summary, scene_grid_ensure
 from .inference.grid import GridMeta
@@ -169,12 +171,14 @@ def _boxes_polygons_lonlat(scene: Scene, boxes_px: np.ndarray) -> tuple[list[Pol
 # The columns _proposals_insert writes; a column added to Detection must be added there (it says so at once).
 _PROPOSAL_COLUMNS = {
     "scene_id", "object_class_id", "geometry", "bbox", "prompt_box", "score", "source", "status", "version",
-    "reviewer_id", "reviewed_at", "job_id", "model_key", "created_at",
+    "reviewer_id", "reviewed_at", "job_id", "model_key", "created_at", "proposer", "model_version_id",
+    "proposer_scores",
 }
 
 
 def _proposals_insert(rows: list[Detection]) -> None:
-    """Insert new search proposals in one statement of arrays (geometries as WKB) and set their ids.
+    """Insert new proposals of one source, proposer and job in one statement of arrays (geometries as WKB) and set
+    their ids.
 
     Django's bulk_create compiles every value of every row in Python: ~0.5 s of the ~1.5 s an update takes for
     a thousand proposals on a 10k x 10k scene; this is one round trip with ten parameters.
@@ -193,19 +197,22 @@ def _proposals_insert(rows: list[Detection]) -> None:
             f"""
             INSERT INTO {Detection._meta.db_table}
                 (scene_id, object_class_id, geometry, bbox, prompt_box, score, source, status, version,
-                 reviewer_id, reviewed_at, job_id, model_key, created_at)
+                 reviewer_id, reviewed_at, job_id, model_key, created_at, proposer, model_version_id, proposer_scores)
             SELECT %s, c, ST_GeomFromWKB(g, 4326), ST_GeomFromWKB(b, 4326), ST_GeomFromWKB(g, 4326), s, %s, %s, 1,
-                   NULL, NULL, %s, %s, %s
-            FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[], %s::float8[]) WITH ORDINALITY AS t(c, g, b, s, n)
+                   NULL, NULL, %s, %s, %s, %s, %s, p::jsonb
+            FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[], %s::float8[], %s::text[])
+                 WITH ORDINALITY AS t(c, g, b, s, p, n)
             ORDER BY n
             RETURNING id
             """,  # noqa: S608 - the table name is the model's
             [
                 first.scene_id, first.source, DetectionStatus.PROPOSED, first.job_id, first.model_key, timezone.now(),
+                first.proposer or Proposer.SEARCH, first.model_version_id,
                 [r.object_class_id for r in rows],
                 [bytes(r.geometry.wkb) for r in rows],
                 [bytes(r.bbox.wkb) for r in rows],
                 [r.score for r in rows],
+                [json.dumps(r.proposer_scores or {}) for r in rows],
             ],
         )
         ids = [row[0] for row in cursor.fetchall()]
@@ -289,16 +296,21 @@ def _detections_key_share(ids: list[int]) -> set[int]:
 _PROPOSAL_RELATIONS = {("gpu_tasks.objectembedding", "detection"), ("review.reviewevent", "detection")}
 
 
-def _proposals_delete(*, scene: Scene, class_ids: list[int]) -> int:
-    """Delete the scene's unreviewed search proposals of these classes, and their vectors; how many went.
+def search_replaces(class_ids: list[int]) -> Q:
+    """What a search or Update proposals replaces: the unreviewed prototype-search proposals of its classes, refined
+    or not (a probe's or a YOLO model's proposals belong to their own proposer)."""
+    # A blank proposer: a proposal written before proposers were recorded (the migration fills it) or by hand.
+    return Q(proposer__in=(Proposer.SEARCH, ""), source__in=REPLACED_SOURCES, object_class_id__in=class_ids)
+
+
+def _proposals_delete(*, scene: Scene, replaces: Q) -> int:
+    """Delete the scene's unreviewed proposals that `replaces` selects, and their vectors; how many went.
 
     The rows are locked first (FOR UPDATE, the status re-checked on the locked version): one a reviewer decided
     a moment ago is no longer proposed and stays, and no vector can be added to one (an update's late indexing
     takes FOR KEY SHARE) between deleting the vectors and deleting the rows.
     """
-    proposals = Detection.objects.filter(
-        scene=scene, source__in=REPLACED_SOURCES, status=DetectionStatus.PROPOSED, object_class_id__in=class_ids
-    )
+    proposals = Detection.objects.filter(replaces, scene=scene, status=DetectionStatus.PROPOSED)
     doomed = list(proposals.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True))
     if not doomed:
         return 0
@@ -388,36 +400,88 @@ def proposals_score_and_replace(
         dropped: dict = {}
         candidates = find_candidates(best_class, best_score, meta, params, counts=dropped)
     with run.stage("known_objects"):
-        known = _known_boxes_px(scene)
-    fresh = [
-        c for c in candidates if not len(known) or box_iou_xyxy(np.asarray(c.box_px), known).max() < KNOWN_OBJECT_IOU
-    ]
+        boxes = np.asarray([c.box_px for c in candidates], dtype=np.float64).reshape(-1, 4)
+        fresh = [c for c, keep in zip(candidates, known_object_mask(scene, boxes), strict=True) if keep]
     run.progress(0.75, f"Writing {len(fresh)} candidates")
     searched_ids = [p.class_id for p in protos]
     by_id = {c.pk: c for c in classes}
+    rows, replaced = proposals_replace(
+        scene=scene, grid=grid, tokens=tokens, meta=meta, job=job,
+        # Refinement changes a proposal's source but not its proposer: a refined, unreviewed proposal is still this
+        # pipeline's output and goes too, or the new boxes would land beside the old outlines.
+        replaces=search_replaces(searched_ids),
+        boxes_px=np.asarray([c.box_px for c in fresh], dtype=np.float64).reshape(-1, 4),
+        class_ids=[c.class_id for c in fresh], scores=[c.score for c in fresh],
+        source=DetectionSource.SEARCH, proposer=Proposer.SEARCH, run=run, index_later=index_later,
+    )
+    per_class = {by_id[i].name: sum(1 for c in fresh if c.class_id == i) for i in searched_ids}
+    return {
+        "detections": len(rows),
+        "replaced": replaced,
+        "skipped_known": len(candidates) - len(fresh),
+        "dropped_oversize": dropped.get("dropped_oversize", 0),
+        "per_class": per_class,
+        "examples": {by_id[k].name: v for k, v in counts.items()},
+        "grid": grid_summary(grid),
+    }
+
+
+def known_object_mask(scene: Scene, boxes_px: np.ndarray) -> np.ndarray:
+    """True for each XYXY pixel box that is no known object (a reviewed detection or an example) again."""
+    known = _known_boxes_px(scene)
+    if not len(known) or not len(boxes_px):
+        return np.ones(len(boxes_px), dtype=bool)
+    return np.asarray([box_iou_xyxy(np.asarray(b), known).max() < KNOWN_OBJECT_IOU for b in boxes_px], dtype=bool)
+
+
+def proposals_replace(
+    *,
+    scene: Scene,
+    grid: PatchGrid,
+    tokens: np.ndarray,
+    meta: GridMeta,
+    job: Job | None,
+    replaces: Q,
+    boxes_px: np.ndarray,
+    class_ids: list[int],
+    scores: list[float],
+    source: str,
+    proposer: str,
+    run: RunContext,
+    model_version_id: int | None = None,
+    proposer_scores: list[dict] | None = None,
+    index_later: list[Callable[[], None]] | None = None,
+) -> tuple[list[Detection], int]:
+    """Replace the scene's unreviewed proposals that `replaces` selects with new boxes; (new rows, replaced count).
+
+    Every proposer (prototype search, probe, YOLO) writes through here: the proposals lock, the delete, one insert
+    and the new rows' object-index vectors (now, or appended to `index_later` for after the reviewer has them).
+    """
+    by_id = {c.pk: c for c in ObjectClass.objects.filter(project_id=scene.project_id, pk__in=set(class_ids))}
     with run.stage("save_detections"), transaction.atomic():
-        # Two searches of one scene must not interleave delete and insert: under READ COMMITTED each would
+        # Two writers of one scene must not interleave delete and insert: under READ COMMITTED each would
         # delete only the rows committed before it and both outputs would stay (every proposal twice), and
         # one would index detections the other deletes. The lock makes them take turns; the later one wins.
         _scene_proposals_lock(scene)
-        # Refinement changes a proposal's source but not its review state: a refined, unreviewed proposal is
-        # still this pipeline's output and goes too, or the new boxes would land beside the old outlines.
         with run.stage("replace_delete"):
-            replaced = _proposals_delete(scene=scene, class_ids=searched_ids)
+            replaced = _proposals_delete(scene=scene, replaces=replaces)
         with run.stage("replace_insert"):
-            boxes_px = np.asarray([c.box_px for c in fresh], dtype=np.float64).reshape(-1, 4)
             rows = []
             polygons, envelopes = _boxes_polygons_lonlat(scene, boxes_px)
-            for c, polygon, envelope in zip(fresh, polygons, envelopes, strict=True):
+            extra = proposer_scores or [{} for _ in class_ids]
+            for cls, score, polygon, envelope, more in zip(class_ids, scores, polygons, envelopes, extra, strict=True):
                 rows.append(
                     Detection(
                         scene=scene,
-                        object_class=by_id[c.class_id],
+                        object_class=by_id[cls],
                         geometry=polygon,
                         bbox=envelope,
                         prompt_box=polygon,  # what refinement prompts SAM2 with, however often it runs
-                        score=float(np.clip(c.score, 0.0, 1.0)),
-                        source=DetectionSource.SEARCH,
+                        score=float(np.clip(score, 0.0, 1.0)),
+                        source=source,
+                        proposer=proposer,
+                        model_version_id=model_version_id,
+                        proposer_scores=more,
                         model_key=grid.space_key,
                         job=job,
                     )
@@ -433,13 +497,9 @@ def proposals_score_and_replace(
                 scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px), lock=True
             )
         )
-    per_class = {by_id[i].name: sum(1 for c in fresh if c.class_id == i) for i in searched_ids}
-    return {
-        "detections": len(rows),
-        "replaced": replaced,
-        "skipped_known": len(candidates) - len(fresh),
-        "dropped_oversize": dropped.get("dropped_oversize", 0),
-        "per_class": per_class,
-        "examples": {by_id[k].name: v for k, v in counts.items()},
-        "grid": grid_summary(grid),
-    }
+    return rows, replaced
+
+
+def class_object_cells(scene: Scene, classes: list[ObjectClass], cell_px: float) -> tuple[dict, dict]:
+    """Typical and largest object size per class in grid cells (for another proposer's SearchParams)."""
+    return _object_sizes_cells(scene, classes, cell_px)

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from annotate import selectors as annotate_selectors
 from annotate.errors import DomainError
-from annotate.models import Detection, DetectionSource, DetectionStatus, ObjectClass, Project, Scene
+from annotate.models import Detection, DetectionSource, DetectionStatus, ObjectClass, Project, Proposer, Scene
 from annotate.permissions import Action, require
 from gpu_tasks.inference.accuracy import accuracy_by_class
 
@@ -73,16 +73,28 @@ def _in_areas(rows, areas: list[AccuracyArea]):
     return out
 
 
-def proposer_accuracy(*, project: Project, source: str, job_id: int | None = None, model_key: str | None = None,
-                      scene_id: int | None = None) -> dict:
-    """Per class accuracy of one proposer (a source, optionally one job or model key) over the accuracy areas."""
-    if source not in DetectionSource.values:
+def proposer_accuracy(*, project: Project, source: str | None = None, job_id: int | None = None,
+                      model_key: str | None = None, scene_id: int | None = None, proposer: str | None = None,
+                      model_version_id: int | None = None) -> dict:
+    """Per class accuracy of one proposer over the accuracy areas: a proposer (search, probe, yolo: its proposals
+    whether refined since or not) or a source, optionally one job, model key or YOLO model version."""
+    if source is not None and source not in DetectionSource.values:
         raise DomainError(f"source must be one of {', '.join(DetectionSource.values)}.")
+    if proposer is not None and proposer not in Proposer.values:
+        raise DomainError(f"proposer must be one of {', '.join(Proposer.values)}.")
+    if source is None and proposer is None:
+        proposer = Proposer.YOLO if model_version_id else Proposer.SEARCH
     areas = list(AccuracyArea.objects.filter(project=project, **({"scene_id": scene_id} if scene_id else {})))
     names = dict(ObjectClass.objects.filter(project=project).values_list("pk", "name"))
     scenes = sorted({a.scene_id for a in areas})
     extent = MultiPolygon([a.geometry for a in areas], srid=4326) if areas else None
-    found = Detection.objects.filter(scene_id__in=scenes, source=source)
+    found = Detection.objects.filter(scene_id__in=scenes)
+    if source:
+        found = found.filter(source=source)
+    if proposer:
+        found = found.filter(proposer=proposer)
+    if model_version_id:
+        found = found.filter(model_version_id=model_version_id)
     if job_id:
         found = found.filter(job_id=job_id)
     if model_key:
@@ -95,7 +107,8 @@ def proposer_accuracy(*, project: Project, source: str, job_id: int | None = Non
     reviewed = [(c, b) for c, b, _s in _in_areas(truths, areas)]
     figures = accuracy_by_class(predictions, reviewed)
     return {
-        "proposer": {"source": source, "job_id": job_id, "model_key": model_key or None},
+        "proposer": {"source": source, "proposer": proposer, "job_id": job_id, "model_key": model_key or None,
+                     "model_version": model_version_id},
         "areas": len(areas),
         "scenes": scenes,
         "classes": [

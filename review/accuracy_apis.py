@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors as annotate_selectors
-from annotate.models import DetectionSource
+from annotate.models import DetectionSource, Proposer
 
 from . import accuracy
 from .accuracy_models import AccuracyArea
@@ -45,7 +45,11 @@ class AccuracyAreaInputSerializer(serializers.Serializer):
 class AccuracyQuerySerializer(serializers.Serializer):
     """Which proposer to measure."""
 
-    source = serializers.ChoiceField(choices=DetectionSource.values, default=DetectionSource.SEARCH)
+    source = serializers.ChoiceField(choices=DetectionSource.values, required=False,
+                                     help_text="only detections of this source (refined ones have source refine)")
+    proposer = serializers.ChoiceField(choices=Proposer.values, required=False,
+                                       help_text="search, probe or yolo (default: search, or yolo with model_version)")
+    model_version = serializers.IntegerField(required=False, min_value=1, help_text="one YOLO model version")
     job = serializers.IntegerField(required=False, min_value=1, help_text="only the detections this job proposed")
     model_key = serializers.CharField(required=False, max_length=64)
     scene = serializers.IntegerField(required=False, min_value=1, help_text="only this scene's areas")
@@ -108,7 +112,8 @@ class AccuracyAreaApi(APIView):
 class ProjectAccuracyApi(APIView):
     """GET a proposer's per-class precision, recall, F1, AP50, AP50:95 and PR curve over the accuracy areas."""
 
-    @extend_schema(parameters=[OpenApiParameter("source", str), OpenApiParameter("job", int),
+    @extend_schema(parameters=[OpenApiParameter("source", str), OpenApiParameter("proposer", str),
+                               OpenApiParameter("model_version", int), OpenApiParameter("job", int),
                                OpenApiParameter("model_key", str), OpenApiParameter("scene", int)],
                    responses=AccuracyReportSerializer)
     def get(self, request, project_id: int):
@@ -116,6 +121,7 @@ class ProjectAccuracyApi(APIView):
         query = AccuracyQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
-        report = accuracy.proposer_accuracy(project=project, source=q["source"], job_id=q.get("job"),
-                                            model_key=q.get("model_key"), scene_id=q.get("scene"))
+        report = accuracy.proposer_accuracy(project=project, source=q.get("source"), job_id=q.get("job"),
+                                            model_key=q.get("model_key"), scene_id=q.get("scene"),
+                                            proposer=q.get("proposer"), model_version_id=q.get("model_version"))
         return Response(AccuracyReportSerializer(report).data)

@@ -26,4 +26,13 @@ class InsufficientDiskSpace(Exception):
 
 
 class Cancelled(Exception):
-    """The caller asked to stop a long-running unit of work (checked between batches)."""
+    """The caller asked to stop a long-running unit of work (checked between batches).
+
+    `result` and `job_message`: what a unit that keeps its partial work (training's best weights) leaves on the job
+    (the job says how far it got otherwise).
+    """
+
+    def __init__(self, message: str = "", result: dict | None = None, job_message: str = "") -> None:
+        super().__init__(message)
+        self.result = result
+        self.job_message = job_message

@@ -1,6 +1,6 @@
 """Verification of detector boxes by the class prototypes, read from a scene's cached token grid.
 
-A box's vector is pooled from the grid (no backbone pass); its class scores are computed as search scores a cell
+A box's vector is pooled from the grid (no backbone pass); its class scores are computed as a search scores a cell
 (score_grid), so a verification score and a search score mean the same; a box is relabelled only where another
 class clearly wins.
 """
@@ -73,38 +73,40 @@ def box_vectors(tokens: np.ndarray, meta: GridMeta, boxes_px: np.ndarray) -> np.
     r0, r1, c0, c1 = _cell_ranges(meta, boxes_px)
     counts = (r1 - r0) * (c1 - c0)
     flat = tokens.reshape(-1, dim)  # a view of the C-ordered grid memmap
-    sums = np.zeros((n, dim), dtype=np.float64)
+    sums = np.zeros((n, dim), dtype=np.float64)  # float64: a whole-scene box sums ~500k unit vectors
     big = np.flatnonzero(counts > CHUNK_CELLS)
     for i in big:  # a box over a whole chunk of cells: its own block, in rows (bounded memory)
         sums[i] = _block_unit_sum(tokens, int(r0[i]), int(r1[i]), int(c0[i]), int(c1[i]))
     small = np.flatnonzero(counts <= CHUNK_CELLS)
-    # Boxes in chunks of about CHUNK_CELLS cells: every cell of the chunk gathered in one fancy index (the
-    # memmap reads only those rows), normalised at once, summed per box with one reduceat; no loop per cell.
-    ends = np.cumsum(counts[small])
-    start = 0
-    while start < len(small):
-        base = ends[start - 1] if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + CHUNK_CELLS, "right")))
-        idx = small[start:stop]
-        cells = _cells_of(r0[idx], r1[idx], c0[idx], c1[idx], meta.grid_w)
-        unit = _unit(flat[cells])
-        offsets = np.concatenate([[0], np.cumsum(counts[idx])[:-1]])
-        sums[idx] = np.add.reduceat(unit, offsets, axis=0, dtype=np.float64)
-        start = stop
+    # Boxes bucketed by cell count (up to the next power of two), each bucket padded to its largest box: one
+    # (m, K, dim) gather from the memmap (it reads only those rows) summed over K in one vectorised op, at most
+    # twice the cells. No loop per cell; np.add.reduceat per box measured ~2x slower than this whole function (its
+    # inner loop runs along a box's few cells, not along the token).
+    bucket = np.ceil(np.log2(counts[small])).astype(np.int64)
+    for b in np.unique(bucket):
+        ids = small[bucket == b]
+        k = int(counts[ids].max())
+        step = max(1, CHUNK_CELLS // k)
+        for s in range(0, len(ids), step):
+            part = ids[s : s + step]
+            sums[part] = _padded_unit_sum(flat, r0[part], c0[part], c1[part], counts[part], k, meta.grid_w)
     mean = sums / counts[:, None]
     norm = np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
     out[:] = mean / norm
     return out
 
 
-def _cells_of(r0: np.ndarray, r1: np.ndarray, c0: np.ndarray, c1: np.ndarray, grid_w: int) -> np.ndarray:
-    """Flat cell indices of several row-major blocks, block after block, without a Python loop."""
-    widths, counts = c1 - c0, (r1 - r0) * (c1 - c0)
-    block = np.repeat(np.arange(len(r0)), counts)
-    k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)  # index inside its block
-    rows = r0[block] + k // widths[block]
-    cols = c0[block] + k % widths[block]
-    return rows * grid_w + cols
+def _padded_unit_sum(flat: np.ndarray, r0: np.ndarray, c0: np.ndarray, c1: np.ndarray, counts: np.ndarray, k: int,
+                     grid_w: int) -> np.ndarray:
+    """(m, dim) sums of the unit tokens of m row-major blocks of at most k cells each (padding masked out)."""
+    widths = (c1 - c0)[:, None]
+    pos = np.arange(k)[None, :]
+    valid = pos < counts[:, None]
+    pos = np.where(valid, pos, 0)  # padding reads the block's first cell, then counts for nothing
+    cells = (r0[:, None] + pos // widths) * grid_w + c0[:, None] + pos % widths
+    unit = _unit(flat[cells.ravel()]).reshape(len(r0), k, -1)
+    unit *= valid[:, :, None]
+    return unit.sum(axis=1)
 
 
 @dataclass
@@ -137,22 +139,35 @@ def class_scores(
     Max cosine to the positives minus negative_weight * max(0, max cosine to the negatives). Always with the
     negatives: score_grid skips them only where no class reaches its threshold, and there the score matters not.
     """
-    vectors = _unit(np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1))
+    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = _unit(vectors.reshape(-1, vectors.shape[-1]))
     dim = vectors.shape[1]
     classes = [c for c in prototypes if len(c.positives)]
-    scores = np.zeros((len(vectors), len(classes)), dtype=np.float32)
-    for j, c in enumerate(classes):
+    blocks, pos_starts, neg_starts = [], [], []
+    width = 0
+    for c in classes:
         for kind, arr in (("positive", c.positives), ("negative", c.negatives)):
             if arr.size and arr.shape[-1] != dim:
                 raise IncompatibleEmbeddings(
                     f"class {c.class_id}: {kind} prototypes have dim {arr.shape[-1]} but the boxes' vectors have "
                     f"{dim}; they come from another model: rebuild the examples with the grid's model"
                 )
-        scores[:, j] = (vectors @ _unit(c.positives.reshape(-1, dim)).T).max(axis=1)
-        if c.negatives.size:
-            neg = (vectors @ _unit(c.negatives.reshape(-1, dim)).T).max(axis=1)
-            scores[:, j] -= negative_weight * np.maximum(neg, 0)
-    return np.asarray([c.class_id for c in classes], dtype=np.int64), scores
+        pos = _unit(c.positives.reshape(-1, dim))
+        # A class without negatives gets one zero column: cosine 0, no penalty after the clamp (as score_grid).
+        neg = _unit(c.negatives.reshape(-1, dim)) if c.negatives.size else np.zeros((1, dim), dtype=np.float32)
+        pos_starts.append(width)
+        neg_starts.append(width + len(pos))
+        blocks += [pos, neg]
+        width += len(pos) + len(neg)
+    if not classes:
+        return np.zeros(0, dtype=np.int64), np.zeros((len(vectors), 0), dtype=np.float32)
+    # One matmul against every prototype of every class (a few small ones would each pay the BLAS call and
+    # use it poorly), then per-class maxima over column runs: positives and negatives alternate class by class.
+    sims = vectors @ np.concatenate(blocks).T
+    starts = np.ravel(np.column_stack([pos_starts, neg_starts]))
+    maxima = np.maximum.reduceat(sims, starts, axis=1) if len(vectors) else np.zeros((0, len(starts)), np.float32)
+    scores = maxima[:, 0::2] - np.float32(negative_weight) * np.maximum(maxima[:, 1::2], 0)
+    return np.asarray([c.class_id for c in classes], dtype=np.int64), scores.astype(np.float32)
 
 
 def verify_boxes(
@@ -173,10 +188,7 @@ def verify_boxes(
     n = len(proposed)
     if len(vectors) != n:
         raise ValueError(f"{len(vectors)} vectors for {n} proposed classes")
-    class_ids, scores = class_scores(vectors, prototypes, negative_weight) if n else (
-        np.asarray([c.class_id for c in prototypes if len(c.positives)], dtype=np.int64),
-        np.zeros((0, 0), dtype=np.float32),
-    )
+    class_ids, scores = class_scores(vectors, prototypes, negative_weight)
     if not len(class_ids) or not n:
         nan = np.full(n, np.nan, dtype=np.float32)
         return BoxVerdicts(proposed, nan, np.full(n, -1, dtype=np.int64), nan.copy(), np.zeros(n, dtype=bool),

@@ -361,7 +361,7 @@ class DetectionSerializer(GeoFeatureModelSerializer):
         geo_field = "geometry"
         fields = [
             "id", "scene", "object_class", "class_name", "score", "source", "status", "version", "reviewer",
-            "reviewed_at", "job", "model_key", "created_at",
+            "reviewed_at", "job", "model_key", "proposer", "model_version", "proposer_scores", "created_at",
         ]
         read_only_fields = fields
 

@@ -435,6 +435,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/model-versions/{version_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description GET one version; PATCH renames it or makes it current (managers); DELETE removes it, its weights and its
+         *     unreviewed proposals (managers).
+         */
+        get: operations["model_versions_retrieve"];
+        put?: never;
+        post?: never;
+        /**
+         * @description GET one version; PATCH renames it or makes it current (managers); DELETE removes it, its weights and its
+         *     unreviewed proposals (managers).
+         */
+        delete: operations["model_versions_destroy"];
+        options?: never;
+        head?: never;
+        /**
+         * @description GET one version; PATCH renames it or makes it current (managers); DELETE removes it, its weights and its
+         *     unreviewed proposals (managers).
+         */
+        patch: operations["model_versions_partial_update"];
+        trace?: never;
+    };
     "/api/models/": {
         parameters: {
             query?: never;
@@ -661,6 +689,24 @@ export interface paths {
         head?: never;
         /** @description PATCH: change a member's role; DELETE: remove them (managers; the last manager stays). */
         patch: operations["projects_members_partial_update"];
+        trace?: never;
+    };
+    "/api/projects/{project_id}/models/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GET the project's model versions (newest first) and training choices; POST starts a training job (202). */
+        get: operations["projects_models_retrieve"];
+        put?: never;
+        /** @description GET the project's model versions (newest first) and training choices; POST starts a training job (202). */
+        post: operations["projects_models_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/projects/{project_id}/scenes/": {
@@ -977,6 +1023,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/scenes/{scene_id}/probe/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description POST: train a probe on the project's reviewed tokens and let it propose on the scene (default queue). */
+        post: operations["scenes_probe_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/scenes/{scene_id}/refine/": {
         parameters: {
             query?: never;
@@ -1079,6 +1142,23 @@ export interface paths {
          *     the scene has no patch embeddings yet (run a search first). An identical update still queued is returned.
          */
         post: operations["scenes_update_proposals_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/scenes/{scene_id}/yolo-proposals/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description POST: a model version (default: the current one) proposes objects on the scene (a job on the gpu queue). */
+        post: operations["scenes_yolo_proposals_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1414,6 +1494,11 @@ export interface components {
             events: components["schemas"]["ReviewEvent"][];
             detection: components["schemas"]["Detection"] | null;
         };
+        DefinitionChoice: {
+            id: number;
+            name: string;
+            format: string;
+        };
         /** @description A detection as a GeoJSON Feature (geometry is the polygon; `bbox` is its box). */
         Detection: {
             type: components["schemas"]["GisFeatureEnum"];
@@ -1459,11 +1544,12 @@ export interface components {
                  * @description * `search` - Visual search
                  *     * `refine` - SAM2 refinement
                  *     * `yolo` - YOLO detector
+                 *     * `probe` - Probe on the embeddings
                  *     * `manual` - Drawn by a reviewer
                  *     * `import` - Imported labels
                  * @enum {string}
                  */
-                readonly source: "search" | "refine" | "yolo" | "manual" | "import";
+                readonly source: "search" | "refine" | "yolo" | "probe" | "manual" | "import";
                 /**
                  * @description * `proposed` - Proposed
                  *     * `accepted` - Accepted
@@ -1478,6 +1564,15 @@ export interface components {
                 readonly job: number | null;
                 /** @description vector space of the search that found it */
                 readonly model_key: string;
+                /**
+                 * @description * `search` - Prototype search
+                 *     * `probe` - Probe
+                 *     * `yolo` - YOLO model
+                 * @enum {string}
+                 */
+                readonly proposer: "search" | "probe" | "yolo";
+                readonly model_version: number | null;
+                readonly proposer_scores: unknown;
                 /** Format: date-time */
                 readonly created_at: string;
             };
@@ -1704,7 +1799,7 @@ export interface components {
             readonly id: number;
             readonly project: number;
             readonly scene: number | null;
-            readonly kind: components["schemas"]["KindEnum"];
+            readonly kind: components["schemas"]["JobKindEnum"];
             readonly status: components["schemas"]["JobStatusEnum"];
             readonly stalled: boolean;
             /** Format: double */
@@ -1731,6 +1826,20 @@ export interface components {
             readonly attempts: number;
         };
         /**
+         * @description * `ingest` - Scene ingest
+         *     * `embed` - Scene embedding
+         *     * `search` - Visual search
+         *     * `refine` - SAM2 refinement
+         *     * `requery` - Update proposals
+         *     * `train` - YOLO training
+         *     * `predict` - YOLO proposals
+         *     * `probe` - Probe proposals
+         *     * `export` - Dataset export
+         *     * `import` - Label import
+         * @enum {string}
+         */
+        JobKindEnum: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "probe" | "export" | "import";
+        /**
          * @description * `queued` - Queued
          *     * `running` - Running
          *     * `succeeded` - Succeeded
@@ -1739,19 +1848,6 @@ export interface components {
          * @enum {string}
          */
         JobStatusEnum: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-        /**
-         * @description * `ingest` - Scene ingest
-         *     * `embed` - Scene embedding
-         *     * `search` - Visual search
-         *     * `refine` - SAM2 refinement
-         *     * `requery` - Update proposals
-         *     * `train` - YOLO training
-         *     * `predict` - YOLO prediction
-         *     * `export` - Dataset export
-         *     * `import` - Label import
-         * @enum {string}
-         */
-        KindEnum: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "export" | "import";
         /** @description One review event, compact: what a page needs to restyle a detection and say who changed it. */
         LiveEvent: {
             id: number;
@@ -1819,6 +1915,14 @@ export interface components {
             readonly username: string;
             role?: components["schemas"]["RoleEnum"];
         };
+        /** @description The project's versions, what training may start from and which saved exports it may train on. */
+        ModelList: {
+            versions: components["schemas"]["ModelVersion"][];
+            base_models: string[];
+            definitions: components["schemas"]["DefinitionChoice"][];
+            /** @description the project's recent training jobs, newest first */
+            trainings: components["schemas"]["Job"][];
+        };
         /** @description One configured model as the server sees it. */
         ModelState: {
             /** @description DINO_MODEL or SAM2_MODEL */
@@ -1845,6 +1949,38 @@ export interface components {
             /** @description what is missing and how to install it; empty when ready */
             message: string;
             fetch_command: string;
+        };
+        /** @description A trained model: its dataset, parameters, metrics per epoch and of its best weights. */
+        ModelVersion: {
+            readonly id: number;
+            /** @description v1, v2, ... within the project */
+            readonly number: number;
+            readonly label: string;
+            readonly name: string;
+            readonly job: number | null;
+            readonly export_definition: number | null;
+            /** @description the export parameters and counts it was trained on */
+            readonly dataset: unknown;
+            /** @description [{index, class_id, name}]: the model's class outputs */
+            readonly classes: unknown;
+            /** @description base model, epochs, image size, batch, patience */
+            readonly params: unknown;
+            /** @description validation of the best weights: mAP50, mAP50-95, P, R */
+            readonly metrics: unknown;
+            /** @description losses and validation metrics per epoch */
+            readonly history: unknown;
+            /**
+             * Format: double
+             * @description the ground resolution it was trained at (metres per pixel)
+             */
+            readonly gsd_m: number;
+            readonly imgsz: number;
+            /** @description cancelled: the best weights of the epochs run */
+            readonly stopped_early: boolean;
+            readonly is_current: boolean;
+            readonly created_by: string | null;
+            /** Format: date-time */
+            readonly created_at: string;
         };
         /** @description GET/PATCH /api/projects/{id}/me/: the caller's role and the class they last drew with (null: none). */
         MyMembership: {
@@ -1968,6 +2104,11 @@ export interface components {
         PatchedMemberRoleInput: {
             role?: components["schemas"]["RoleEnum"];
         };
+        /** @description Rename a version or make it the project's current model. */
+        PatchedModelVersionUpdate: {
+            name?: string;
+            is_current?: boolean;
+        };
         /** @description GET/PATCH /api/projects/{id}/me/: the caller's role and the class they last drew with (null: none). */
         PatchedMyMembership: {
             readonly role?: string;
@@ -1994,6 +2135,26 @@ export interface components {
             nodata?: number | null;
             stretch?: number[][] | null;
         };
+        /** @description Which model version proposes on the scene, and how its boxes are checked. */
+        PredictRequest: {
+            /** @description empty: the project's current model */
+            model_version?: number | null;
+            /**
+             * Format: double
+             * @default 0.25
+             */
+            conf: number;
+            /**
+             * @description check and relabel each box against the class prototypes
+             * @default true
+             */
+            verify: boolean;
+            /**
+             * Format: double
+             * @default 0.05
+             */
+            relabel_margin: number;
+        };
         /** @description Another reviewer with this scene open. */
         Presence: {
             user: number;
@@ -2008,6 +2169,26 @@ export interface components {
             /** Format: date-time */
             seen_at: string;
         };
+        /** @description Which probe scores the scene's cached grid. */
+        ProbeRequest: {
+            /** @default logistic */
+            kind: components["schemas"]["ProbeRequestKindEnum"];
+            /**
+             * Format: double
+             * @default 0.5
+             */
+            threshold: number;
+            /** @description class ids; empty: every class with reviewed objects */
+            classes?: number[];
+            /** @default 5000 */
+            max_candidates: number;
+        };
+        /**
+         * @description * `logistic` - logistic
+         *     * `knn` - knn
+         * @enum {string}
+         */
+        ProbeRequestKindEnum: "logistic" | "knn";
         /** @description A scene's counts per status and class, and the caller's own decisions per verb. */
         ProgressOutput: {
             scene: number;
@@ -2335,11 +2516,12 @@ export interface components {
          * @description * `search` - search
          *     * `refine` - refine
          *     * `yolo` - yolo
+         *     * `probe` - probe
          *     * `manual` - manual
          *     * `import` - import
          * @enum {string}
          */
-        SourcesEnum: "search" | "refine" | "yolo" | "manual" | "import";
+        SourcesEnum: "search" | "refine" | "yolo" | "probe" | "manual" | "import";
         /** @description POST /api/scenes/{id}/cells/split/. */
         SplitInput: {
             /**
@@ -2375,6 +2557,29 @@ export interface components {
             username: string;
             password: string;
             readonly token: string;
+        };
+        /** @description What to train on (a saved YOLO export, or the accepted set) and how. */
+        TrainRequest: {
+            /** @description a saved export definition; empty: every accepted object */
+            definition_id?: number | null;
+            /** @default  */
+            name: string;
+            /**
+             * @description an architecture yaml, or a checkpoint file in MODEL_DIR/yolo/
+             * @default yolov8n.yaml
+             */
+            base_model: string;
+            /** @default 50 */
+            epochs: number;
+            /** @description training image size; empty: the dataset's chip size */
+            imgsz?: number | null;
+            /** @default 16 */
+            batch: number;
+            /**
+             * @description epochs without improvement before stopping (0: never)
+             * @default 20
+             */
+            patience: number;
         };
         /** @description POST /api/review/undo/: the caller's last decision (in `scene` if given), or the event named. */
         UndoInput: {
@@ -2731,7 +2936,7 @@ export interface operations {
                 scene?: number;
                 score_max?: number;
                 score_min?: number;
-                source?: "import" | "manual" | "refine" | "search" | "yolo";
+                source?: "import" | "manual" | "probe" | "refine" | "search" | "yolo";
                 status?: "accepted" | "proposed" | "rejected";
             };
             header?: never;
@@ -3072,11 +3277,12 @@ export interface operations {
                  *     * `refine` - SAM2 refinement
                  *     * `requery` - Update proposals
                  *     * `train` - YOLO training
-                 *     * `predict` - YOLO prediction
+                 *     * `predict` - YOLO proposals
+                 *     * `probe` - Probe proposals
                  *     * `export` - Dataset export
                  *     * `import` - Label import
                  */
-                kind?: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "export" | "import";
+                kind?: "ingest" | "embed" | "search" | "refine" | "requery" | "train" | "predict" | "probe" | "export" | "import";
                 /** @description A page number within the paginated result set. */
                 page?: number;
                 /** @description Number of results to return per page. */
@@ -3167,6 +3373,74 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Job"];
+                };
+            };
+        };
+    };
+    model_versions_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                version_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersion"];
+                };
+            };
+        };
+    };
+    model_versions_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                version_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    model_versions_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                version_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedModelVersionUpdate"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedModelVersionUpdate"];
+                "multipart/form-data": components["schemas"]["PatchedModelVersionUpdate"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersion"];
                 };
             };
         };
@@ -3292,6 +3566,8 @@ export interface operations {
             query?: {
                 job?: number;
                 model_key?: string;
+                model_version?: number;
+                proposer?: string;
                 scene?: number;
                 source?: string;
             };
@@ -3659,6 +3935,54 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Member"];
+                };
+            };
+        };
+    };
+    projects_models_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+        };
+    };
+    projects_models_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["TrainRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["TrainRequest"];
+                "multipart/form-data": components["schemas"]["TrainRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
                 };
             };
         };
@@ -4205,6 +4529,41 @@ export interface operations {
             };
         };
     };
+    scenes_probe_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ProbeRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ProbeRequest"];
+                "multipart/form-data": components["schemas"]["ProbeRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+        };
+    };
     scenes_refine_create: {
         parameters: {
             query?: never;
@@ -4368,6 +4727,41 @@ export interface operations {
                 "application/json": components["schemas"]["RequeryInput"];
                 "application/x-www-form-urlencoded": components["schemas"]["RequeryInput"];
                 "multipart/form-data": components["schemas"]["RequeryInput"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+        };
+    };
+    scenes_yolo_proposals_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                scene_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PredictRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PredictRequest"];
+                "multipart/form-data": components["schemas"]["PredictRequest"];
             };
         };
         responses: {

@@ -1,4 +1,4 @@
-// The job box of the scene page: one search / refine / embed job with progress, cancel and run again.
+// The job box of the scene page: one search / refine / embed / probe / YOLO job with progress, cancel and run again.
 import { errorText, FINISHED_JOB_STATUSES, getJson, Job, postJson } from "./api";
 import { el } from "./dom";
 
@@ -8,6 +8,8 @@ const KIND_LABELS: Record<string, string> = {
   embed: "Scene embedding",
   ingest: "Scene ingest",
   requery: "Update proposals",
+  probe: "Probe proposals",
+  predict: "YOLO proposals",
 };
 const POLL_MS = 1000;
 /** Update proposals takes about a second: ask often, so the queue reorders as soon as it is done. */
@@ -17,6 +19,8 @@ const FAST_POLL_MS = 200;
 function jobLabel(job: Job): string {
   const ids = job.params?.detection_ids;
   if (job.kind === "refine" && Array.isArray(ids) && ids.length === 1) return "Refine one detection (SAM2)";
+  if (job.kind === "probe") return `Probe proposals (${job.params?.kind === "knn" ? "kNN" : "logistic"})`;
+  if (job.kind === "predict" && typeof job.result?.label === "string") return `YOLO ${job.result.label} proposals`;
   return KIND_LABELS[job.kind] ?? job.kind;
 }
 

@@ -1,10 +1,13 @@
-// Project page entry: wires the scenes (list, upload, deletion), classes, members, settings, label import and dataset export (src/project/).
+// Project page entry: wires the scenes (list, upload, deletion), classes, members, settings, label import, dataset
+// export, detectors (training, versions) and proposer accuracy (src/project/).
 import "./style.css";
 import "./project/manage.css";
+import "./project/detectors.css";
 import { getJson } from "./api";
 import { byId } from "./dom";
 import { AccuracyPanel } from "./project/accuracy";
 import { ClassAdmin } from "./project/classes";
+import { DetectorPanel } from "./project/detectors";
 import { ExportPanel } from "./project/exports";
 import { ImportDialog } from "./project/imports";
 import { MemberAdmin } from "./project/members";
@@ -34,9 +37,15 @@ void members.load();
 
 setupProjectSettings(projectId, byId<HTMLFormElement>("project-edit") as HTMLFormElement | null, byId("project-edit-error"));
 
-// Import and export are for managers and annotators; importing as accepted objects or adding classes, managers only.
+// Import, export and training are for managers and annotators; importing as accepted objects, adding classes and
+// choosing the current detector, managers only. Every member sees the detectors and measures proposers.
 void getJson<{ role: string }>(`/api/projects/${projectId}/me/`).then(({ role }) => {
-  void new AccuracyPanel(projectId, byId("accuracy-section")!, role === "manager").load();
+  const accuracy = new AccuracyPanel(projectId, byId("accuracy-section")!, role === "manager");
+  void accuracy.load();
+  const detectors = new DetectorPanel(projectId, byId("detectors-section")!, {
+    canTrain: role === "manager" || role === "annotator", canManage: role === "manager",
+  }, (versions) => accuracy.setVersions(versions));
+  void detectors.load();
   if (role !== "manager" && role !== "annotator") return;
   const grid = byId("datasets-grid")!;
   const imports = byId("imports-section")!;

@@ -15,6 +15,7 @@ import { ClassList } from "./workspace/class-list";
 import { DetectionTiles } from "./workspace/detection-tiles";
 import { Examples } from "./workspace/examples";
 import { Messages } from "./workspace/messages";
+import { ProposerChoice } from "./scene-proposers";
 import { SearchJobs } from "./workspace/search-jobs";
 import type { DetectionStatus } from "./api";
 
@@ -82,14 +83,21 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       void cells?.load();
     }, 400);
   };
+  // A job that cannot start is refused beside the button at the panel's foot: bring the panel's error into view.
+  const jobFailed = (text: string) => {
+    say.error(text);
+    byId("panel-error")?.scrollIntoView({ block: "nearest" });
+  };
+  const proposers = new ProposerChoice(scene.id, projectId, jobFailed);
   const jobs = new SearchJobs(scene.id, panel, canRunJobs, {
     searchClassIds: () => [...classes.searchClassIds],
+    proposerRequest: (threshold, classIds) => proposers.request(threshold, classIds),
     proposalsChanged: () => {
       review?.proposalsChanged();
       countsStale();
       panel.dataset.detectionsLoaded = String(Number(panel.dataset.detectionsLoaded ?? 0) + 1);
     },
-    failed: (t) => say.error(t),
+    failed: jobFailed,
     clearError: () => say.clearError(),
   });
 
@@ -102,6 +110,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       canReview,
       canAnnotate,
       canRefine: panel.dataset.canRefine === "1",
+      modelLabel: (id) => proposers.modelLabel(id),
       zoomScene: () => sceneExtent && map.getView().fit(sceneExtent, { padding: [24, 24, 24, 24], duration: 250 }),
       updateProposals: () => void jobs.updateProposals(),
       countsStale,
@@ -211,6 +220,7 @@ export function setupSearchPanel(map: OlMap, scene: Scene, panel: HTMLElement, s
       filters.load(),
       progress.load(),
       jobs.load(),
+      proposers.load(),
     ]);
     panel.dataset.ready = "1";
     // A link from elsewhere (the analytics page's disagreements) names a detection: select it and fly to it.

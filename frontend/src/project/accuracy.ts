@@ -1,5 +1,6 @@
 // "Proposer accuracy": accuracy areas per scene (managers mark done work cells as exhaustively labelled) and, for a
-// chosen proposer, a per-class table of precision, recall, F1 and AP with a precision-recall curve per class.
+// chosen proposer (prototype search, the probe, a YOLO version, or a stored source), a per-class table of precision,
+// recall, F1 and AP with a precision-recall curve per class.
 import { PALETTE, prCurve } from "../analytics-charts";
 import { errorText, getJson, Page, postJson, Scene } from "../api";
 import type { components } from "../api-schema";
@@ -9,7 +10,12 @@ type Schemas = components["schemas"];
 type Report = Schemas["AccuracyReport"];
 type Area = Schemas["AccuracyArea"];
 
-const SOURCES: Schemas["SourcesEnum"][] = ["search", "refine", "yolo", "manual", "import"];
+type ModelVersion = Schemas["ModelVersion"];
+
+// Stored sources, measured as before (a refined proposal's source is `refine`, whichever proposer found it).
+const SOURCES: Schemas["SourcesEnum"][] = ["search", "refine", "yolo", "probe", "manual", "import"];
+// Proposers: what found a detection, kept when refinement reshapes it (the query string each option sends).
+const PROPOSERS: [string, string][] = [["proposer=search", "Prototype search"], ["proposer=probe", "Probe"]];
 
 interface CellCollection {
   features: { id: number; properties: { status: string; label: string } }[];
@@ -32,7 +38,7 @@ export class AccuracyPanel {
     this.error.id = "accuracy-error";
     this.areas.id = "accuracy-areas";
     this.source.id = "accuracy-source";
-    for (const s of SOURCES) this.source.append(new Option(s, s));
+    this.setVersions([]);
     const measure = el("button", "btn", "Measure");
     measure.type = "button";
     measure.id = "accuracy-measure";
@@ -51,6 +57,30 @@ export class AccuracyPanel {
     const controls = el("div", "inline-form");
     controls.append(label, measure);
     section.append(controls, this.error, this.table, this.curves);
+  }
+
+  /** The proposer choices: prototype search, the probe, each YOLO version, and the stored sources; the choice is
+   * kept when the versions change. */
+  setVersions(versions: ModelVersion[]): void {
+    const keep = this.source.value;
+    const proposers = el("optgroup");
+    proposers.label = "Proposer";
+    proposers.append(...PROPOSERS.map(([value, text]) => new Option(text, value)));
+    for (const v of versions) {
+      proposers.append(new Option(`YOLO ${v.label}${v.is_current ? " (current)" : ""}`,
+                                  `proposer=yolo&model_version=${v.id}`));
+    }
+    const sources = el("optgroup");
+    sources.label = "Detection source (as stored)";
+    sources.append(...SOURCES.map((s) => new Option(s, `source=${s}`)));
+    this.source.replaceChildren(proposers, sources);
+    if ([...this.source.options].some((o) => o.value === keep)) this.source.value = keep;
+  }
+
+  private chosenLabel(): string {
+    const option = this.source.selectedOptions[0];
+    if (!option) return "";
+    return option.value.startsWith("source=") ? `source ${option.text}` : option.text;
   }
 
   private say(text: string): void {
@@ -106,22 +136,23 @@ export class AccuracyPanel {
   private async measure(): Promise<void> {
     this.say("");
     try {
-      const report = await getJson<Report>(`/api/projects/${this.projectId}/accuracy/?source=${this.source.value}`);
-      this.render(report);
+      const report = await getJson<Report>(`/api/projects/${this.projectId}/accuracy/?${this.source.value}`);
+      this.render(report, this.chosenLabel());
     } catch (e) {
       this.say(errorText(e));
     }
   }
 
-  private render(report: Report): void {
+  private render(report: Report, proposer: string): void {
+    this.table.dataset.proposer = proposer;
     if (!report.areas) {
       this.table.replaceChildren(el("p", "muted", "No accuracy area yet: mark reviewed ground first."));
       this.curves.replaceChildren();
       return;
     }
     if (!report.classes.length) {
-      this.table.replaceChildren(el("p", "muted", `Nothing of source “${report.proposer.source}” or reviewed in the ` +
-        `${report.areas} areas.`));
+      this.table.replaceChildren(el("p", "muted", `Nothing of ${proposer} or reviewed in the ${report.areas} ` +
+        `area${report.areas === 1 ? "" : "s"}.`));
       this.curves.replaceChildren();
       return;
     }
@@ -141,7 +172,7 @@ export class AccuracyPanel {
       table.tBodies[0].append(tr);
     }
     this.table.replaceChildren(el("p", "muted small",
-      `${report.areas} accuracy area${report.areas === 1 ? "" : "s"}; proposer: ${report.proposer.source}.`),
+      `${report.areas} accuracy area${report.areas === 1 ? "" : "s"}; proposer: ${proposer}.`),
                                table);
     this.curves.replaceChildren(...report.classes.filter((c) => c.curve?.recall?.length).map((c, i) => {
       const box = el("figure", "accuracy-curve");

@@ -16,6 +16,36 @@ export interface CardHost {
   /** Text about a refinement of this detection running or done, if any. */
   refineText(id: number): { text: string; failed: boolean } | undefined;
   editing(): boolean;
+  /** "v2 name" for a YOLO model version id, when known. */
+  modelLabel?(id: number): string | undefined;
+}
+
+function score(value: unknown): string | null {
+  return typeof value === "number" && Number.isFinite(value) ? value.toFixed(2) : null;
+}
+
+/** What proposed a detection and what each stage scored: "YOLO v2 0.83 · verified 0.71", "Probe (kNN) 0.91". */
+export function proposerText(state: ReviewState, modelLabel: (id: number) => string | undefined,
+                             className: (id: number) => string): string {
+  const s = state.proposer_scores ?? {};
+  if (state.proposer === "search") return "Prototype search";
+  if (state.proposer === "probe") {
+    const kind = s.probe === "knn" ? "kNN" : "logistic";
+    return `Probe (${kind})${score(s.probe_score) ? ` ${score(s.probe_score)}` : ""}`;
+  }
+  if (state.proposer !== "yolo") return "";
+  const id = state.model_version;
+  const model = id ? modelLabel(id) ?? `model ${id}` : "model (deleted)";
+  let text = `YOLO ${model}${score(s.yolo_score) ? ` ${score(s.yolo_score)}` : ""}`;
+  if (!("relabelled" in s)) return `${text} · not verified`;
+  if (s.relabelled === true) {
+    const from = typeof s.yolo_class_id === "number" ? className(s.yolo_class_id) : "another class";
+    text += ` · verified ${score(s.verify_score) ?? "–"}, relabelled from ${from}`;
+    if (score(s.verify_score_yolo_class)) text += ` (${score(s.verify_score_yolo_class)})`;
+    return text;
+  }
+  const own = score(s.verify_score_yolo_class);
+  return own ? `${text} · verified ${own}` : `${text} · not verified (no examples of its class)`;
 }
 
 const VERB_TEXT: Record<string, string> = {
@@ -64,6 +94,12 @@ export class DetectionCard {
     const fact = (k: string, v: string) => facts.append(el("dt", "", k), el("dd", "", v));
     fact("Score", state.score === null ? "none" : state.score.toFixed(2));
     fact("Source", state.source);
+    const proposed = proposerText(state, (id) => this.host.modelLabel?.(id),
+                                  (id) => this.host.classes().find((c) => c.id === id)?.name ?? `class ${id}`);
+    if (proposed) {
+      fact("Proposed by", proposed);
+      (facts.lastElementChild as HTMLElement).classList.add("card-proposer");
+    }
     fact("Version", String(state.version));
     fact("Last change", last ? `${last.actor_name ?? "someone"}, ${when(last.created_at)}` : this.historyFor === state.id ? "none (as proposed)" : "…");
     this.box.replaceChildren(head, facts);

@@ -10,13 +10,21 @@ export interface ReviewState {
   object_class: number;
   score: number | null;
   source: string;
+  /** What proposed it (search, probe, yolo; blank when drawn), its YOLO model version and what each stage scored. */
+  proposer?: string;
+  model_version?: number | null;
+  proposer_scores?: Record<string, unknown>;
   /** Set when the detection was deleted (a drawn one); its tiles may still hold it until they reload. */
   deleted?: boolean;
 }
 
 export function stateOf(f: DetectionFeature): ReviewState {
   const p = f.properties;
-  return { id: Number(f.id), version: p.version, status: p.status, object_class: p.object_class, score: p.score, source: p.source };
+  const scores = p.proposer_scores && typeof p.proposer_scores === "object" ? (p.proposer_scores as Record<string, unknown>) : {};
+  return {
+    id: Number(f.id), version: p.version, status: p.status, object_class: p.object_class, score: p.score, source: p.source,
+    proposer: p.proposer, model_version: p.model_version, proposer_scores: scores,
+  };
 }
 
 export class DetectionStore {

@@ -30,6 +30,8 @@ export interface WorkspaceHost {
   /** May draw and edit examples. */
   canAnnotate: boolean;
   canRefine: boolean;
+  /** "v2 name" for a YOLO model version id, when the page knows it (the card says which model proposed). */
+  modelLabel?(id: number): string | undefined;
   zoomScene(): void;
   updateProposals(): void;
   /** Decisions changed the counts (progress, sliders). */
@@ -97,6 +99,7 @@ export class ReviewWorkspace {
       canReview: host.canReview,
       refineText: (id) => this.refineStatus.get(id),
       editing: () => this.selection.editing,
+      modelLabel: (id) => host.modelLabel?.(id),
     });
     this.store.onChange((s) => {
       if (s.id === this.selectedId) {

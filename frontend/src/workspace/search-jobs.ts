@@ -5,10 +5,14 @@ import { byId } from "../dom";
 import { isActive, JobBox } from "../job-box";
 import { loadModelStatus, ModelStatus, renderModelNotice, searchBlockedText } from "../model-notice";
 
-const SCENE_JOB_KINDS = new Set(["search", "refine", "embed", "requery"]);
+const SCENE_JOB_KINDS = new Set(["search", "refine", "embed", "requery", "probe", "predict"]);
+/** Jobs whose success changes the proposals on the map. */
+const PROPOSING_KINDS = ["search", "refine", "requery", "probe", "predict"];
 
 export interface SearchJobsHost {
   searchClassIds(): number[];
+  /** The proposer chosen beside prototype search (a probe, a YOLO version): its job request, or null for search. */
+  proposerRequest?(threshold: number, classIds: number[]): { url: string; body: Record<string, unknown>; what: string } | null;
   /** A job that changes the proposals finished well: reload what shows them. */
   proposalsChanged(job: Job): void;
   failed(text: string): void;
@@ -68,6 +72,9 @@ export class SearchJobs {
 
   private async start(kind: "search" | "refine"): Promise<void> {
     this.host.clearError();
+    const other = kind === "search"
+      ? this.host.proposerRequest?.(Number(this.threshold?.value ?? 0.5), this.host.searchClassIds()) : null;
+    if (other) return this.startOther(other);
     if (kind === "search" && this.models && !this.models.search_ready) {
       this.host.failed(searchBlockedText(this.models));
       return;
@@ -82,6 +89,17 @@ export class SearchJobs {
     } catch (e) {
       this.setRunning(false);
       this.host.failed(`${kind === "search" ? "Search" : "Refinement"} could not start: ${errorText(e)}`);
+    }
+  }
+
+  /** Start the chosen proposer's job (probe, YOLO) and follow it as a search is followed. */
+  private async startOther(request: { url: string; body: Record<string, unknown>; what: string }): Promise<void> {
+    this.setRunning(true);
+    try {
+      this.jobBox.follow(await postJson<Job>(request.url, request.body));
+    } catch (e) {
+      this.setRunning(false);
+      this.host.failed(`${request.what} could not start: ${errorText(e)}`);
     }
   }
 
@@ -105,6 +123,6 @@ export class SearchJobs {
   }
 
   private finished(job: Job): void {
-    if (job.status === "succeeded" && ["search", "refine", "requery"].includes(job.kind)) this.host.proposalsChanged(job);
+    if (job.status === "succeeded" && PROPOSING_KINDS.includes(job.kind)) this.host.proposalsChanged(job);
   }
 }

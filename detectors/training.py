@@ -98,6 +98,22 @@ def _training_gsd(dataset: dict, manifest: dict) -> float:
     return float(statistics.median(s["gsd_m"] for s in manifest["scenes"] if s["objects"]))
 
 
+def _check_splits(root: Path, manifest: dict) -> list[str]:
+    """Refuse a dataset without training chips; validate on the training chips when it has no validation chips
+    (ultralytics needs a val split), saying so."""
+    chips = manifest["counts"]["chips"] or {}
+    if not chips.get("train"):
+        raise DomainError("The dataset has no training chips (every labelled chip went to validation): lower "
+                          "val_fraction or block_chips in the export definition, or review more objects.",
+                          detail={"chips": chips})
+    if chips.get("val"):
+        return []
+    data = root / "data.yaml"
+    data.write_text(data.read_text().replace("val: images/val", "val: images/train"))
+    return ["no validation chips: the metrics are measured on the training chips (optimistic); lower block_chips or "
+            "chip_size, or add scenes, to validate on held-out ground"]
+
+
 def _version_create(*, job: Job, manifest: dict, gsd_m: float, best: Path, metrics: dict, history: list,
                     stopped_early: bool) -> ModelVersion:
     """Copy the best weights beside the project's other versions and record the version (numbered under a lock)."""
@@ -140,6 +156,7 @@ def train_run(*, job: Job, run: RunContext) -> dict:
             manifest = export_services.dataset_write(job=job, project=job.project, params=dataset,
                                                      root=work / "dataset", run=run.part(0.0, DATASET_SHARE))
         gsd_m = _training_gsd(dataset, manifest)
+        warnings = _check_splits(work / "dataset", manifest)
         train_part = run.part(DATASET_SHARE, 1.0)
 
         def on_epoch(report) -> None:
@@ -171,7 +188,7 @@ def train_run(*, job: Job, run: RunContext) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the chips and ultralytics' run folder: the version has its weights
     out = {"model_version": version.pk, "label": str(version), "epochs_run": result.epochs_run, "metrics": metrics,
-           "history": history, "gsd_m": gsd_m, "objects": manifest["counts"]["objects_written"]}
+           "history": history, "gsd_m": gsd_m, "objects": manifest["counts"]["objects_written"], "warnings": warnings}
     if result.cancelled:
         raise Cancelled(job_message=f"Stopped after epoch {result.epochs_run} of {job.params['epochs']}; {version} "
                                     "keeps the best weights so far", result=out)

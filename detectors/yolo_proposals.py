@@ -75,6 +75,26 @@ def _verify(*, scene: Scene, grid, meta, tokens, boxes_px: np.ndarray, class_ids
         return verify_boxes(vectors, class_ids, protos, relabel_margin=margin), ""
 
 
+def torch_threads(n: int | None = None) -> int:
+    """torch's intra-op thread count, set to n first when given."""
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def _score(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 4)
+
+
+def _verdict_record(verdicts, i: int) -> dict:
+    """What verification said about box i, for Detection.proposer_scores (None: the class has no prototypes)."""
+    best = int(verdicts.best_class[i])
+    return {"verify_class_id": best if best >= 0 else None, "verify_score": _score(verdicts.best_score[i]),
+            "verify_score_yolo_class": _score(verdicts.proposed_score[i]), "relabelled": bool(verdicts.relabel[i])}
+
+
 def predict_run(*, job: Job, run: RunContext) -> dict:
     """Detect, verify, replace; the result for the Job row."""
     from gpu_tasks.inference.tiled_detection import detect_tiled, ultralytics_predictor
@@ -88,16 +108,21 @@ def predict_run(*, job: Job, run: RunContext) -> dict:
     scale = float(scene.gsd_m) / float(version.gsd_m)
     reader = scene_rgb_reader(scene)
     timings: dict = {}
+    # Overlap in the model's pixels, at most a quarter tile (a tiny training image size must not mean a tile per px).
+    overlap = max(1, round(min(OVERLAP_MODEL_PX, version.imgsz // 4) / scale))
+    threads = torch_threads()
     try:
         with run.stage("detect"):
             found = detect_tiled(
                 read_rgb=reader, width=scene.width, height=scene.height,
                 predict=ultralytics_predictor(model, imgsz=version.imgsz, conf=params["conf"],
                                               device=runtime.ultralytics_device()),
-                tile_px=version.imgsz, overlap_px=max(1, round(OVERLAP_MODEL_PX / scale)), scale=scale,
+                tile_px=version.imgsz, overlap_px=overlap, scale=scale,
                 progress=run.part(0.0, 0.5).progress, should_cancel=run.should_cancel, timings=timings)
     finally:
         getattr(reader, "close", lambda: None)()
+        # ultralytics sets torch to cores - 1 threads on the CPU for good: the embedding after it gets them back.
+        torch_threads(threads)
     run.timings.update({f"detect_{k}": v for k, v in timings.items() if k != "tiles"})
     # The model's class outputs are class indexes at training time; a class deleted since drops its boxes.
     index_to_id = {c["index"]: c["class_id"] for c in version.classes}
@@ -116,9 +141,9 @@ def predict_run(*, job: Job, run: RunContext) -> dict:
     extra = [{"yolo_class_id": int(c), "yolo_score": round(float(s), 4)} for c, s in zip(yolo_ids, yolo_scores,
                                                                                           strict=True)]
     if verdicts is not None:
-        final_ids = np.where(verdicts.relabel, verdicts.best_class, yolo_ids)
+        final_ids = verdicts.final_class
         for i, more in enumerate(extra):
-            more.update(verdicts.record(i))
+            more.update(_verdict_record(verdicts, i))
     with run.stage("known_objects"):
         fresh = known_object_mask(scene, boxes_px)
     run.progress(0.9, f"Writing {int(fresh.sum())} proposals")

@@ -60,15 +60,24 @@ def _inner_edge_cut(box: np.ndarray, col: int, row: int, window: int, width: int
 
 
 def _inside_share(parts: np.ndarray, wholes: np.ndarray) -> np.ndarray:
-    """For each part box, the largest share of its area inside one of the whole boxes."""
-    if not len(parts):
-        return np.zeros(0)
-    ix = np.clip(np.minimum(parts[:, None, 2], wholes[None, :, 2]) - np.maximum(parts[:, None, 0], wholes[None, :, 0]),
-                 0, None)
-    iy = np.clip(np.minimum(parts[:, None, 3], wholes[None, :, 3]) - np.maximum(parts[:, None, 1], wholes[None, :, 1]),
-                 0, None)
+    """For each part box, the largest share of its area inside one of the whole boxes.
+
+    From the intersecting pairs only (an STR tree): a dense parts x wholes matrix took 3.8 GB and 12 s on 20,000
+    objects of one class.
+    """
+    import shapely
+
+    out = np.zeros(len(parts))
+    if not len(parts) or not len(wholes):
+        return out
+    tree = shapely.STRtree(shapely.box(wholes[:, 0], wholes[:, 1], wholes[:, 2], wholes[:, 3]))
+    i, j = tree.query(shapely.box(parts[:, 0], parts[:, 1], parts[:, 2], parts[:, 3]), predicate="intersects")
+    p, w = parts[i], wholes[j]
+    ix = np.clip(np.minimum(p[:, 2], w[:, 2]) - np.maximum(p[:, 0], w[:, 0]), 0, None)
+    iy = np.clip(np.minimum(p[:, 3], w[:, 3]) - np.maximum(p[:, 1], w[:, 1]), 0, None)
     area = np.maximum((parts[:, 2] - parts[:, 0]) * (parts[:, 3] - parts[:, 1]), 1e-9)
-    return (ix * iy).max(axis=1) / area
+    np.maximum.at(out, i, ix * iy / area[i])
+    return out
 
 
 def detect_tiled(*, read_rgb: ReadRGB, width: int, height: int, predict: Predict, tile_px: int = 640,
@@ -127,8 +136,10 @@ def ultralytics_predictor(model, *, imgsz: int, conf: float = 0.25, device: str 
     """A `predict` over an ultralytics YOLO model (RGB tiles in; ultralytics takes numpy images as BGR)."""
 
     def predict(tiles: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        # `half` only when asked: ultralytics 8.4 warns on every call that passes it at all.
+        extra = {"half": True} if half else {}
         results = model.predict([np.ascontiguousarray(t[..., ::-1]) for t in tiles], imgsz=imgsz, conf=conf,
-                                device=device, half=half, verbose=False)
+                                device=device, verbose=False, **extra)
         out = []
         for r in results:
             b = r.boxes

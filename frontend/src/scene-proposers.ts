@@ -87,6 +87,7 @@ export class ProposerChoice {
     show("search-scale-field", kind === "search");
     show("yolo-conf-field", kind === "yolo");
     show("yolo-verify-field", kind === "yolo");
+    show("search-scope", kind !== "yolo"); // a YOLO model proposes every class it learnt
     if (this.hint) this.hint.textContent = HINTS[kind];
     const version = this.versions.find((v) => String(v.id) === arg);
     if (this.button) {

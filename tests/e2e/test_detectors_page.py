@@ -1,10 +1,11 @@
 """The detector loop in Chromium (issue 12, sections 2-4): a manager trains a YOLO model on the accepted objects from
-the project page (a real 1-epoch CPU run at 64 px), sees its epoch chart and the new version, makes it current,
-compares it with an earlier version (metrics and per-class accuracy-area figures side by side) and measures a YOLO
-version in the accuracy panel; on the scene page a probe run proposes candidates that show on the map and name their
-proposer on the card, a YOLO proposal names its model and verification, and a probe on a never-searched scene says
-why it cannot start. A reviewer sees the versions but no training form and no "Make current"; an annotator is told
-in the page why a training cannot start."""
+the project page (a real 1-epoch CPU run), sees its epoch chart and the new version, makes it current, compares it
+with an earlier version (metrics and per-class accuracy-area figures side by side) and measures a YOLO version in the
+accuracy panel; on the scene page a probe run proposes candidates that show on the map and name their proposer on
+the card, a YOLO proposal names its model and verification, the trained version runs on the scene, and a probe on a
+never-searched scene says why it cannot start. A running training's chart grows as the worker reports epochs and a
+cancel keeps a version. A reviewer sees the versions but no training form and no "Make current"; an annotator is
+told in the page why a training cannot start."""
 
 import pytest
 from django.contrib.gis.geos import Polygon
@@ -13,13 +14,14 @@ from playwright.sync_api import expect
 from annotate.models import Detection, DetectionSource, DetectionStatus, Proposer, Role
 from annotate.services import membership_set
 from detectors.models import ModelVersion
+from gpu_tasks import runtime
 from gpu_tasks.models import Job, JobKind, JobStatus
 from review.accuracy_models import AccuracyArea
 from tests.conftest import NEON, make_user
 from tests.e2e.test_browser import log_in
 from tests.e2e.test_review_workspace import shot
 from tests.e2e.test_scene_search import card_facts, page_points, wait_for_features_at
-from tests.gpu_tasks.support import px_box_to_polygon
+from tests.gpu_tasks.support import ColourEmbedder, px_box_to_polygon
 from tests.gpu_tasks.test_update_proposals import OBJECTS, lookalike_scene, searched
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -36,6 +38,13 @@ def scene(tmp_path, ingested):
     scene.stretch = [[0.0, 255.0]] * len(scene.stretch)
     scene.save(update_fields=["stretch"])
     return scene
+
+
+@pytest.fixture
+def embedder():
+    """The colour embedder behind runtime.embedder() (the live server is a thread of this process)."""
+    with runtime.use_embedder(ColourEmbedder()) as emb:
+        yield emb
 
 
 def at(scene, name: str, inset: float = 4) -> Polygon:
@@ -94,7 +103,8 @@ def open_project(page, base: str, project) -> None:
     page.wait_for_selector("#accuracy-areas li")
 
 
-def test_a_manager_trains_compares_measures_and_proposes(page, live_server, project, manager, scene, loop, ingested):
+def test_a_manager_trains_compares_measures_and_proposes(page, live_server, project, manager, scene, loop, ingested,
+                                                         embedder):
     v1 = loop
     base = live_server.url
     log_in(page, base)
@@ -103,13 +113,14 @@ def test_a_manager_trains_compares_measures_and_proposes(page, live_server, proj
     expect(section.get_by_role("heading", name="Detectors", exact=True)).to_be_visible()
     expect(page.locator(f"#detector-versions tr[data-version-id='{v1.pk}']")).to_contain_text("3 of 5 · stopped early")
 
-    # Train on every accepted object: 1 epoch at 64 px, submitted with Enter from a field of the form.
+    # Train on every accepted object: 1 epoch at 256 px, submitted with Enter from a field of the form. (At 64 px
+    # the scene's YOLO run below would tile with a 1 px stride: the 128 px seam overlap is clamped to the tile.)
     expect(page.locator("#train-dataset")).to_have_value("")
     expect(page.locator("#train-dataset option").first).to_have_text("All accepted objects")
     expect(page.locator("#train-base-model")).to_have_value("yolov8n.yaml")
     page.get_by_label("Model name").fill("quick")
     page.get_by_label("Epochs", exact=True).fill("1")
-    page.get_by_label("Image size (px)").fill("64")
+    page.get_by_label("Image size (px)").fill("256")
     expect(page.get_by_label("Image size (px)")).to_have_accessible_description("empty: the chips' size")
     page.get_by_label("Batch", exact=True).fill("4")
     page.get_by_label("Patience (epochs)").press("Enter")
@@ -117,7 +128,7 @@ def test_a_manager_trains_compares_measures_and_proposes(page, live_server, proj
     expect(training).to_have_attribute("data-status", "succeeded", timeout=180_000)
     job = Job.objects.get(kind=JobKind.TRAIN)
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert job.params["epochs"] == 1 and job.params["imgsz"] == 64 and job.params["definition_id"] is None
+    assert job.params["epochs"] == 1 and job.params["imgsz"] == 256 and job.params["definition_id"] is None
     v2 = ModelVersion.objects.get(project=project, number=2)
     assert v2.name == "quick" and len(v2.history) == 1
     expect(training.locator(".epoch-charts")).to_have_attribute("data-epochs", "1")
@@ -146,7 +157,7 @@ def test_a_manager_trains_compares_measures_and_proposes(page, live_server, proj
     compare.click()
     table = page.locator("#detector-comparison-table")
     expect(table.locator("thead th")).to_have_text(["", "v1 earlier", "v2 quick (current)"])
-    expect(table.locator("tr[data-row=imgsz] td")).to_have_text(["256 px", "64 px"])
+    expect(table.locator("tr[data-row=batch] td")).to_have_text(["8", "4"])
     expect(table.locator("tr[data-row=epochs] td").first).to_have_text("3 of 5 · stopped early")
     expect(table.locator("tr[data-row=map50] td").first).to_have_text("0.600")
     kiln_row = table.locator("tr[data-class-name='Brick Kiln'] td")
@@ -202,6 +213,23 @@ def test_a_manager_trains_compares_measures_and_proposes(page, live_server, proj
     expect(card).to_have_attribute("data-detection-id", str(look.pk))
     facts = card_facts(card)
     assert facts["Proposed by"] == "YOLO v1 earlier 0.60 · verified 0.70", facts
+    page.keyboard.press("Escape")
+
+    # The trained version proposes on the scene through its tiled job, verified against the cached grid.
+    choice.select_option(label="YOLO v2 quick (current)")
+    expect(page.locator("#search-button")).to_have_text("Run YOLO v2")
+    expect(page.locator("#search-threshold-field")).to_be_hidden()
+    expect(page.locator("#search-scope")).to_be_hidden()
+    expect(page.get_by_label("Confidence")).to_have_value("0.25")
+    expect(page.get_by_label("Verify each box against the examples (relabel where they disagree)")).to_be_checked()
+    page.locator(".sidebar").evaluate("s => s.scrollTop = s.scrollHeight")
+    shot(page, "detectors-yolo-choice.png")
+    page.locator("#search-button").click()
+    page.wait_for_selector("#job-box[data-kind='predict'][data-status='succeeded']", timeout=120_000)
+    expect(box).to_contain_text("YOLO v2 quick proposals")
+    predict = Job.objects.get(kind=JobKind.PREDICT)
+    assert predict.params["model_version"] == v2.pk and predict.params["verify"] is True
+    assert predict.result["tiles"] > 1
 
     # A scene never searched has no cached embeddings: the probe says so in the panel (409) and starts nothing.
     other = ingested(NEON)

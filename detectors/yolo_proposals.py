@@ -40,6 +40,7 @@ def version_for(*, project_id: int, version_id: int | None) -> ModelVersion:
 def predict_submit(*, scene: Scene, user: AbstractBaseUser | None, role: str | None, data: dict,
                    enqueue: bool = True) -> job_services.JobStart:
     """Validate a YOLO proposals request and queue its job on the gpu queue (JobKind.PREDICT)."""
+    job_services.job_kind_require(kind=JobKind.PREDICT, role=role)  # a 403 before any question about the model
     form = PredictRequestSerializer(data=data)
     form.is_valid(raise_exception=True)
     req = dict(form.validated_data)

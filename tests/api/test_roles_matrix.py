@@ -226,7 +226,31 @@ ACTIONS: list[tuple[str, Callable[[World], object], tuple[int, int, int, int, in
      (204, 403, 403, 403, 404)),
     ("accuracy read", lambda w: w.client().get(f"/api/projects/{w.project.pk}/accuracy/?source=search"),
      (200, 200, 200, 200, 404)),
+    # The detector loop (issue 12): managers and annotators train (on the accepted manual object) and run proposers
+    # (here past the permission, refused for what the world lacks: no current model, no cached grid); every member
+    # reads the versions; managers rename, make current and delete them.
+    ("models read", lambda w: w.client().get(f"/api/projects/{w.project.pk}/models/"), (200, 200, 200, 200, 404)),
+    ("model train", lambda w: w.client().post(f"/api/projects/{w.project.pk}/models/", {}, format="json"),
+     (202, 403, 202, 403, 404)),
+    ("model version read", lambda w: w.client().get(f"/api/model-versions/{_version(w)}/"),
+     (200, 200, 200, 200, 404)),
+    ("model version current", lambda w: w.client().patch(f"/api/model-versions/{_version(w)}/",
+                                                         {"is_current": True}, format="json"),
+     (200, 403, 403, 403, 404)),
+    ("model version delete", lambda w: w.client().delete(f"/api/model-versions/{_version(w)}/"),
+     (204, 403, 403, 403, 404)),
+    ("yolo proposals", lambda w: w.client().post(f"/api/scenes/{w.scene.pk}/yolo-proposals/", {}, format="json"),
+     (400, 403, 400, 403, 404)),
+    ("probe proposals", lambda w: w.client().post(f"/api/scenes/{w.scene.pk}/probe/", {}, format="json"),
+     (409, 403, 409, 403, 404)),
 ]
+
+
+def _version(w: World) -> int:
+    """A model version of the project (its weights need not exist to be read, renamed or deleted)."""
+    from detectors.models import ModelVersion
+
+    return ModelVersion.objects.create(project=w.project, number=1, gsd_m=1.0, imgsz=640, weights="detectors/x.pt").pk
 _EXPORT = {"format": "geojson", "save": False, "statuses": ["proposed", "accepted"]}
 
 

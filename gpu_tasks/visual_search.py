@@ -16,8 +16,8 @@ from annotate.errors import DomainError
 from annotate.models import Annotation, Detection, DetectionSource, DetectionStatus, ObjectClass, Proposer, Scene
 
 from .embedding import grid_open, grid_summary, scene_grid_ensure
+from .inference.box_verification import box_vectors
 from .inference.grid import GridMeta
-from .inference.prototypes import mean_direction
 from .inference.search import SearchParams, box_iou_xyxy, find_candidates, score_grid
 from .models import Job, ObjectEmbedding, PatchGrid
 from .object_index import class_prototypes, geometry_digest, object_vectors_sync
@@ -219,28 +219,6 @@ def _proposals_insert(rows: list[Detection]) -> None:
     for row, pk in zip(rows, ids, strict=True):
         row.pk, row.status, row.version = pk, DetectionStatus.PROPOSED, 1
         row._state.adding, row._state.db = False, connection.alias
-
-
-def _box_vectors(tokens: np.ndarray, meta: GridMeta, boxes_px: np.ndarray) -> np.ndarray:
-    """(n, dim) vectors of XYXY pixel boxes, pooled as object_index pools a polygon (prototype_from_polygon):
-    the mean direction of the cells whose centre lies inside, else the cell under the box's centre.
-
-    From the boxes themselves, not their polygons read back through the CRS: a new proposal's vector costs a
-    slice of the grid, not a PROJ round trip and a point-in-polygon test.
-    """
-    cell = meta.cell_px
-    centres_x = (np.arange(meta.grid_w) + 0.5) * cell
-    centres_y = (np.arange(meta.grid_h) + 0.5) * cell
-    out = np.empty((len(boxes_px), meta.dim), dtype=np.float32)
-    for i, (x0, y0, x1, y1) in enumerate(boxes_px):
-        c0, c1 = np.searchsorted(centres_x, x0, "right"), np.searchsorted(centres_x, x1, "left")
-        r0, r1 = np.searchsorted(centres_y, y0, "right"), np.searchsorted(centres_y, y1, "left")
-        if c1 <= c0 or r1 <= r0:  # smaller than a cell: the cell under its centre
-            c0 = min(max(int(((x0 + x1) / 2) // cell), 0), meta.grid_w - 1)
-            r0 = min(max(int(((y0 + y1) / 2) // cell), 0), meta.grid_h - 1)
-            c1, r1 = c0 + 1, r0 + 1
-        out[i] = mean_direction(np.asarray(tokens[r0:r1, c0:c1], dtype=np.float32).reshape(-1, meta.dim))
-    return out
 
 
 def _proposals_index(
@@ -490,11 +468,11 @@ def proposals_replace(
         if index_later is None:
             # Indexed under the same lock: the next search cannot delete these rows before their vectors are in.
             with run.stage("replace_index"):
-                _proposals_index(scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px))
+                _proposals_index(scene=scene, grid=grid, rows=rows, vectors=box_vectors(tokens, meta, boxes_px))
     if index_later is not None:
         index_later.append(
             lambda: _proposals_index(
-                scene=scene, grid=grid, rows=rows, vectors=_box_vectors(tokens, meta, boxes_px), lock=True
+                scene=scene, grid=grid, rows=rows, vectors=box_vectors(tokens, meta, boxes_px), lock=True
             )
         )
     return rows, replaced

@@ -113,14 +113,13 @@ def test_a_manager_trains_compares_measures_and_proposes(page, live_server, proj
     expect(section.get_by_role("heading", name="Detectors", exact=True)).to_be_visible()
     expect(page.locator(f"#detector-versions tr[data-version-id='{v1.pk}']")).to_contain_text("3 of 5 · stopped early")
 
-    # Train on every accepted object: 1 epoch at 256 px, submitted with Enter from a field of the form. (At 64 px
-    # the scene's YOLO run below would tile with a 1 px stride: the 128 px seam overlap is clamped to the tile.)
+    # Train on every accepted object: 1 epoch at 64 px, submitted with Enter from a field of the form.
     expect(page.locator("#train-dataset")).to_have_value("")
     expect(page.locator("#train-dataset option").first).to_have_text("All accepted objects")
     expect(page.locator("#train-base-model")).to_have_value("yolov8n.yaml")
     page.get_by_label("Model name").fill("quick")
     page.get_by_label("Epochs", exact=True).fill("1")
-    page.get_by_label("Image size (px)").fill("256")
+    page.get_by_label("Image size (px)").fill("64")
     expect(page.get_by_label("Image size (px)")).to_have_accessible_description("empty: the chips' size")
     page.get_by_label("Batch", exact=True).fill("4")
     page.get_by_label("Patience (epochs)").press("Enter")
@@ -128,7 +127,7 @@ def test_a_manager_trains_compares_measures_and_proposes(page, live_server, proj
     expect(training).to_have_attribute("data-status", "succeeded", timeout=180_000)
     job = Job.objects.get(kind=JobKind.TRAIN)
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert job.params["epochs"] == 1 and job.params["imgsz"] == 256 and job.params["definition_id"] is None
+    assert job.params["epochs"] == 1 and job.params["imgsz"] == 64 and job.params["definition_id"] is None
     v2 = ModelVersion.objects.get(project=project, number=2)
     assert v2.name == "quick" and len(v2.history) == 1
     expect(training.locator(".epoch-charts")).to_have_attribute("data-epochs", "1")
@@ -157,7 +156,7 @@ def test_a_manager_trains_compares_measures_and_proposes(page, live_server, proj
     compare.click()
     table = page.locator("#detector-comparison-table")
     expect(table.locator("thead th")).to_have_text(["", "v1 earlier", "v2 quick (current)"])
-    expect(table.locator("tr[data-row=batch] td")).to_have_text(["8", "4"])
+    expect(table.locator("tr[data-row=imgsz] td")).to_have_text(["256 px", "64 px"])
     expect(table.locator("tr[data-row=epochs] td").first).to_have_text("3 of 5 · stopped early")
     expect(table.locator("tr[data-row=map50] td").first).to_have_text("0.600")
     kiln_row = table.locator("tr[data-class-name='Brick Kiln'] td")

@@ -32,6 +32,12 @@ class Migration(migrations.Migration):
             name='source',
             field=models.CharField(choices=[('search', 'Visual search'), ('refine', 'SAM2 refinement'), ('yolo', 'YOLO detector'), ('probe', 'Probe on the embeddings'), ('manual', 'Drawn by a reviewer'), ('import', 'Imported labels')], max_length=16),
         ),
+        # Database defaults too: raw inserts (bulk loaders, benchmarks, tests) that name no proposer still work.
+        migrations.RunSQL(
+            "ALTER TABLE annotate_detection ALTER COLUMN proposer SET DEFAULT '', "
+            "ALTER COLUMN proposer_scores SET DEFAULT '{}'::jsonb",
+            migrations.RunSQL.noop,
+        ),
         # Existing proposals get the proposer their source says (a refined one came from prototype search: the
         # only proposer before this migration); drawn and imported objects keep a blank proposer.
         migrations.RunSQL(

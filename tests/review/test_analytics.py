@@ -170,9 +170,9 @@ def test_accept_rate_per_class_and_source_counts_each_detections_latest_decision
     # was undone: it does not count. d10 was drawn (accepted, manual).
     assert by_class == {story["a"].name: (4, 3, 0.5714), story["b"].name: (1, 2, 0.3333)}
     by_source = {s["source"]: (s["accepted"], s["rejected"], s["rate"]) for s in rates["by_source"]}
-    # Every source is listed (imported labels too), with no rate where nothing of it was decided.
-    assert by_source == {"search": (3, 3, 0.5), "refine": (0, 1, 0.0), "yolo": (1, 1, 0.5), "manual": (1, 0, 1.0),
-                         "import": (0, 0, None)}
+    # Every source is listed (imported labels and the probe too), with no rate where nothing of it was decided.
+    assert by_source == {"search": (3, 3, 0.5), "refine": (0, 1, 0.0), "yolo": (1, 1, 0.5), "probe": (0, 0, None),
+                         "manual": (1, 0, 1.0), "import": (0, 0, None)}
     # The whole project adds alice's accepted d12 (search, A).
     whole = figures(project)["accept_rate"]
     assert {s["source"]: s["accepted"] for s in whole["by_source"]}["search"] == 4

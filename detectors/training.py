@@ -201,7 +201,7 @@ def train_job_run(*, job_id: int, claim: bool = True, progress_extra=None) -> Jo
 
     def work(run: RunContext):
         result = train_run(job=job, run=run)
-        return result, f"Trained {result['label']} in {result['epochs_run']} epochs: mAP50 " \
-                       f"{result['metrics'].get('map50', 0):.3f}"
+        epochs = f"{result['epochs_run']} epoch" + ("s" if result["epochs_run"] != 1 else "")
+        return result, f"Trained {result['label']} in {epochs}: mAP50 {result['metrics'].get('map50', 0):.3f}"
 
     return job_services.job_run(job=job, work=work, claim=claim, progress_extra=progress_extra)

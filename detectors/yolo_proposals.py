@@ -99,12 +99,15 @@ def _verdict_record(verdicts, i: int) -> dict:
 def predict_run(*, job: Job, run: RunContext) -> dict:
     """Detect, verify, replace; the result for the Job row."""
     from gpu_tasks.inference.tiled_detection import detect_tiled, ultralytics_predictor
-    from gpu_tasks.inference.yolo_training import ensure_local_font, load_model
+    from gpu_tasks.inference.yolo_training import ModelNotFound, ensure_local_font, load_model
 
     scene, params = job.scene, job.params
     version = version_for(project_id=scene.project_id, version_id=params["model_version"])
     ensure_local_font()
-    model = load_model(_weights(version))
+    try:
+        model = load_model(_weights(version))
+    except ModelNotFound as exc:
+        raise DomainError(f"{version}: {exc}") from exc
     # Tiles are read at the resolution the model learned: tile px per native px.
     scale = float(scene.gsd_m) / float(version.gsd_m)
     reader = scene_rgb_reader(scene)

@@ -68,7 +68,11 @@ def load_model(model: str | Path):
     if not path.is_file():
         raise ModelNotFound(f"No checkpoint at {path}: put the .pt file there (this server does not download "
                             "weights), or start from an architecture such as yolov8n.yaml.")
-    return YOLO(str(path))
+    try:
+        return YOLO(str(path))
+    except Exception as exc:  # a truncated or foreign file: torch, pickle or ultralytics errors of every kind
+        raise ModelNotFound(f"{path} is not a YOLO checkpoint ultralytics can load ({exc.__class__.__name__}: "
+                            f"{exc}); replace the file, or start from an architecture such as yolov8n.yaml.") from exc
 
 
 def train_yolo(*, data_yaml: Path, model: str | Path, workdir: Path, epochs: int = 50, imgsz: int = 640,

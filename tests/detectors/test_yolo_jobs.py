@@ -209,3 +209,15 @@ def test_one_current_version_and_who_may_change_it(embedded, version, manager, p
     assert [v["number"] for v in listing["versions"]] == [2, 1]
     assert api.delete(f"/api/model-versions/{version.pk}/").status_code == 204
     assert not (Path(settings.DATA_DIR) / version.weights).exists() or version.weights == v2.weights
+
+
+def test_a_corrupt_or_missing_weights_file_fails_the_job_in_words(embedded, version, manager):
+    path = Path(settings.DATA_DIR) / version.weights
+    path.write_bytes(b"not a checkpoint")
+    job = yolo_proposals.predict_submit(scene=embedded, user=manager, role="manager", data={}, enqueue=False).job
+    job = yolo_proposals.predict_job_run(job_id=job.pk)
+    assert job.status == JobStatus.FAILED and "not a YOLO checkpoint" in job.error and "Unexpected" not in job.error
+    path.unlink()
+    job = yolo_proposals.predict_submit(scene=embedded, user=manager, role="manager", data={}, enqueue=False).job
+    job = yolo_proposals.predict_job_run(job_id=job.pk)
+    assert job.status == JobStatus.FAILED and "weights of v1 are missing" in job.error

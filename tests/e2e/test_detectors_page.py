@@ -4,10 +4,12 @@ with an earlier version (metrics and per-class accuracy-area figures side by sid
 accuracy panel; on the scene page a probe run proposes candidates that show on the map and name their proposer on
 the card, a YOLO proposal names its model and verification, the trained version runs on the scene, and a probe on a
 never-searched scene says why it cannot start. A running training's chart grows as the worker reports epochs and a
-cancel keeps a version. A reviewer sees the versions but no training form and no "Make current"; an annotator is
-told in the page why a training cannot start."""
+cancel keeps a version. A manager renames a version in its row and deletes one after an in-page confirmation (its
+unreviewed proposals and weights go, reviewed objects stay). A reviewer sees the versions but no training form, no
+"Make current", no renaming and no deleting; an annotator is told in the page why a training cannot start."""
 
 import pytest
+from django.conf import settings
 from django.contrib.gis.geos import Polygon
 from playwright.sync_api import expect
 
@@ -257,6 +259,10 @@ def test_a_reviewer_sees_versions_but_may_neither_train_nor_choose(page, live_se
     expect(page.locator("#detector-train")).to_have_count(0)
     expect(page.get_by_role("button", name="Make current")).to_have_count(0)
     expect(page.locator(f"tr[data-version-id='{current.pk}'] .badge-current")).to_have_text("current")
+    section = page.locator("#detectors-section")
+    expect(section.get_by_role("button", name="Rename")).to_have_count(0)
+    expect(section.get_by_role("button", name="Delete")).to_have_count(0)
+    expect(section.get_by_role("columnheader", name="Manage")).to_have_count(0)
     page.get_by_label("Compare v1 earlier").check()
     page.get_by_label("Compare v2", exact=True).check()
     page.locator("#detector-compare").click()
@@ -327,3 +333,137 @@ def test_a_running_training_draws_each_epoch_and_is_cancelled_keeping_a_version(
     expect(page.locator(f"#detector-versions tr[data-version-id='{version.pk}']")).to_contain_text(
         "3 of 5 · stopped early")
     assert page.console_errors == []
+
+
+def test_a_manager_renames_and_deletes_versions_in_the_page(page, live_server, project, manager, scene):
+    """Rename with Enter and Escape from the keyboard and Save with the mouse; the label changes in the table, the
+    comparison and the accuracy panel. Delete asks in the row; Escape and Keep keep; a version deleted meanwhile
+    says why in the page."""
+    v1 = earlier_version(project, manager)
+    v2 = earlier_version(project, manager, number=2, name="second")
+    v2.is_current = True
+    v2.save()
+    weights = settings.DATA_DIR / "models" / "yolo" / "v3.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    v3 = earlier_version(project, manager, number=3, name="doomed")
+    v3.weights = str(weights.relative_to(settings.DATA_DIR))
+    v3.save()
+    ghost = earlier_version(project, manager, number=4, name="ghost")
+    proposed = add(scene, "look_3", "Brick Kiln", DetectionStatus.PROPOSED, DetectionSource.YOLO,
+                   proposer=Proposer.YOLO, model_version=v3, score=0.6)
+    accepted = add(scene, "red_b", "Brick Kiln", DetectionStatus.ACCEPTED, DetectionSource.YOLO,
+                   proposer=Proposer.YOLO, model_version=v3, score=0.8)
+    base = live_server.url
+    log_in(page, base)
+    open_project(page, base, project)
+    row = {v.pk: page.locator(f"#detector-versions tr[data-version-id='{v.pk}']") for v in (v1, v2, v3, ghost)}
+    expect(page.get_by_role("columnheader", name="Manage")).to_be_visible()
+
+    # Compare v1 and v2 first: a rename shows in the open comparison.
+    page.get_by_label("Compare v1 earlier").check()
+    page.get_by_label("Compare v2 second").check()
+    page.locator("#detector-compare").click()
+    head = page.locator("#detector-comparison-table thead th")
+    expect(head).to_have_text(["", "v1 earlier", "v2 second (current)"])
+
+    # Keyboard: Rename opens the editor with the name, focused; Escape leaves it as it was, focus on Rename.
+    rename2 = row[v2.pk].get_by_role("button", name="Rename v2 second")
+    rename2.focus()
+    page.keyboard.press("Enter")
+    name = row[v2.pk].get_by_label("New name of v2")
+    expect(name).to_be_focused()
+    expect(name).to_have_value("second")
+    expect(rename2).to_be_hidden()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("thrown away")
+    page.keyboard.press("Escape")
+    expect(name).to_have_count(0)
+    expect(row[v2.pk].locator(".detector-label")).to_have_text("v2 second")
+    expect(rename2).to_be_focused()
+
+    # Enter saves: the table, the comparison and the accuracy panel say the new name; the focus is back on Rename.
+    page.keyboard.press("Enter")
+    expect(name).to_be_focused()
+    name.fill("spring kilns")
+    row[v2.pk].scroll_into_view_if_needed()
+    shot(page, "detectors-rename-open.png")
+    name.press("Enter")
+    expect(row[v2.pk].locator(".detector-label")).to_have_text("v2 spring kilns")
+    expect(row[v2.pk].get_by_role("button", name="Rename v2 spring kilns")).to_be_focused()
+    expect(head).to_have_text(["", "v1 earlier", "v2 spring kilns (current)"])
+    expect(page.locator("#accuracy-source option", has_text="YOLO v2 spring kilns (current)")).to_have_count(1)
+    expect(page.locator("#detector-versions-status")).to_have_text("Renamed v2 second to v2 spring kilns.")
+    v2.refresh_from_db()
+    assert v2.name == "spring kilns"
+
+    # Mouse: rename v1 with Save; an emptied name leaves the bare number.
+    row[v1.pk].get_by_role("button", name="Rename v1 earlier").click()
+    row[v1.pk].get_by_label("New name of v1").fill("")
+    row[v1.pk].get_by_role("button", name="Save").click()
+    expect(row[v1.pk].locator(".detector-label")).to_have_text("v1")
+    expect(head).to_have_text(["", "v1", "v2 spring kilns (current)"])
+    v1.refresh_from_db()
+    assert v1.name == ""
+
+    # Delete asks in the row (the harmless choice focused); Escape keeps, so does Keep.
+    delete3 = row[v3.pk].get_by_role("button", name="Delete v3 doomed")
+    delete3.click()
+    confirm = page.locator(f"#detector-versions tr[data-confirm-for='{v3.pk}']")
+    expect(confirm).to_contain_text("Delete v3 doomed and its unreviewed proposals?")
+    expect(confirm.get_by_role("group", name="Delete v3 doomed and its unreviewed proposals?")).to_be_visible()
+    expect(confirm.get_by_role("button", name="Keep v3 doomed")).to_be_focused()
+    expect(delete3).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("Escape")
+    expect(confirm).to_have_count(0)
+    expect(delete3).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(confirm).to_be_visible()
+    confirm.scroll_into_view_if_needed()
+    shot(page, "detectors-delete-confirm.png")
+    confirm.get_by_role("button", name="Keep v3 doomed").click()
+    expect(confirm).to_have_count(0)
+    assert ModelVersion.objects.filter(pk=v3.pk).exists()
+
+    # A version deleted elsewhere meanwhile: renaming and deleting it say why in the row, which stays.
+    ModelVersion.objects.filter(pk=ghost.pk).delete()
+    row[ghost.pk].get_by_role("button", name="Rename v4 ghost").click()
+    row[ghost.pk].get_by_label("New name of v4").fill("phantom")
+    row[ghost.pk].get_by_label("New name of v4").press("Enter")
+    expect(row[ghost.pk].get_by_role("alert")).to_contain_text("Could not rename v4 ghost:")
+    expect(row[ghost.pk].get_by_label("New name of v4")).to_be_focused()
+    expect(row[ghost.pk].get_by_label("New name of v4")).to_have_value("phantom")
+    row[ghost.pk].scroll_into_view_if_needed()
+    shot(page, "detectors-rename-error.png")
+    page.keyboard.press("Escape")
+    expect(row[ghost.pk].locator(".detector-label")).to_have_text("v4 ghost")
+    row[ghost.pk].get_by_role("button", name="Delete v4 ghost").click()
+    ghost_confirm = page.locator(f"#detector-versions tr[data-confirm-for='{ghost.pk}']")
+    ghost_confirm.get_by_role("button", name="Delete v4 ghost now").click()
+    error = ghost_confirm.get_by_role("alert")
+    expect(error).to_contain_text("Could not delete v4 ghost:")
+    expect(ghost_confirm.get_by_role("button", name="Delete v4 ghost now")).to_be_focused()
+    expect(row[ghost.pk]).to_be_visible()
+    ghost_confirm.scroll_into_view_if_needed()
+    shot(page, "detectors-delete-error.png")
+    ghost_confirm.get_by_role("button", name="Keep v4 ghost").click()
+
+    # Delete for good: the row goes, the status says so and takes the focus; unreviewed proposals and weights go,
+    # the reviewed object stays without its version.
+    delete3.click()
+    confirm.get_by_role("button", name="Delete v3 doomed now").click()
+    expect(row[v3.pk]).to_have_count(0)
+    expect(confirm).to_have_count(0)
+    status = page.locator("#detector-versions-status")
+    expect(status).to_have_text("Deleted v3 doomed and its unreviewed proposals.")
+    expect(status).to_be_focused()
+    expect(page.locator("#accuracy-source option", has_text="YOLO v3 doomed")).to_have_count(0)
+    assert not ModelVersion.objects.filter(pk=v3.pk).exists()
+    assert not Detection.objects.filter(pk=proposed.pk).exists()
+    accepted.refresh_from_db()
+    assert accepted.model_version is None and accepted.status == DetectionStatus.ACCEPTED
+    assert not weights.exists()
+    page.locator("#detectors-section").scroll_into_view_if_needed()
+    shot(page, "detectors-after-delete.png")
+    # The only console error is the browser's report of the ghost's 404.
+    assert [e for e in page.console_errors if "404" not in e] == []

@@ -122,3 +122,9 @@ export async function comparison(projectId: number, versions: ModelVersion[]): P
     "scenes has nothing to match. The best figure of a row is bold."));
   return box;
 }
+
+/** Show a renamed version's new label at the head of its column, if the comparison has one. */
+export function relabelColumn(box: HTMLElement, v: ModelVersion): void {
+  const th = box.querySelector<HTMLElement>(`thead th[data-version-id="${v.id}"]`);
+  if (th) th.textContent = v.label + (v.is_current ? " (current)" : "");
+}

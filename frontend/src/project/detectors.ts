@@ -1,11 +1,13 @@
 // "Detectors": train a YOLO model on the reviewed objects (managers and annotators), follow it epoch by epoch with
-// a chart, list the project's model versions, make one current (managers) and compare checked versions side by side.
+// a chart, list the project's model versions, make one current, rename or delete it (managers) and compare checked
+// versions side by side.
 import { ApiError, errorText, getJson, Job, patchJson, postJson } from "../api";
 import type { components } from "../api-schema";
 import { el } from "../dom";
 import { EpochReport, epochCharts } from "./detector-chart";
-import { comparison } from "./detector-compare";
+import { comparison, relabelColumn } from "./detector-compare";
 import { epochsText, facts, figure, METRICS, ModelVersion, when } from "./detector-facts";
+import { VersionManager } from "./detector-manage";
 import { followJob, jobActive, jobRow } from "./job-follow";
 
 type ModelList = components["schemas"]["ModelList"];
@@ -13,7 +15,7 @@ type ModelList = components["schemas"]["ModelList"];
 export interface DetectorRights {
   /** May start trainings and cancel them (managers and annotators). */
   canTrain: boolean;
-  /** May make a version current (managers). */
+  /** May make a version current, rename and delete it (managers). */
   canManage: boolean;
 }
 
@@ -59,6 +61,8 @@ export class DetectorPanel {
   private readonly followed = new Set<number>();
   private readonly live = new Map<number, Job>();
   private readonly checked = new Set<number>();
+  private readonly versionsStatus = el("p", "small detector-versions-status");
+  private readonly manager: VersionManager | null = null;
 
   constructor(private readonly projectId: number, section: HTMLElement, private readonly rights: DetectorRights,
               private readonly versionsChanged: (versions: ModelVersion[]) => void = () => undefined) {
@@ -80,6 +84,17 @@ export class DetectorPanel {
     this.trainings.id = "detector-trainings";
     this.trainings.setAttribute("aria-live", "polite");
     this.versionsBox.id = "detector-versions";
+    this.versionsStatus.id = "detector-versions-status";
+    this.versionsStatus.setAttribute("role", "status");
+    this.versionsStatus.tabIndex = -1; // where the focus goes once a deleted row has gone
+    this.versionsStatus.hidden = true;
+    if (rights.canManage) {
+      this.manager = new VersionManager({
+        renamed: (v) => this.renamed(v),
+        deleted: (v) => this.deleted(v),
+        redraw: (id, focus) => this.redrawVersion(id, focus),
+      });
+    }
     this.compareButton.type = "button";
     this.compareButton.id = "detector-compare";
     this.compareButton.disabled = true;
@@ -88,8 +103,8 @@ export class DetectorPanel {
     this.comparisonBox.setAttribute("aria-live", "polite");
     const compareRow = this.compareRow;
     compareRow.append(this.compareButton, el("span", "muted small", "Tick two or more versions to compare them."));
-    section.append(el("h3", "", "Trainings"), this.trainings, el("h3", "", "Versions"), this.versionsBox, compareRow,
-                   this.comparisonBox);
+    section.append(el("h3", "", "Trainings"), this.trainings, el("h3", "", "Versions"), this.versionsStatus,
+                   this.versionsBox, compareRow, this.comparisonBox);
   }
 
   private say(box: HTMLElement, text: string): void {
@@ -163,7 +178,8 @@ export class DetectorPanel {
 
   private body(): Record<string, unknown> {
     const f = this.form!;
-    const value = (name: string) => f.querySelector<HTMLInputElement | HTMLSelectElement>(`[name=${name}]`)!.value.trim();
+    const value = (name: string) =>
+      f.querySelector<HTMLInputElement | HTMLSelectElement>(`[name=${name}]`)!.value.trim();
     const body: Record<string, unknown> = {
       definition_id: value("definition_id") ? Number(value("definition_id")) : null,
       name: value("name"),
@@ -274,6 +290,8 @@ export class DetectorPanel {
   private renderVersions(): void {
     const versions = this.list?.versions ?? [];
     for (const id of [...this.checked]) if (!versions.some((v) => v.id === id)) this.checked.delete(id);
+    this.manager?.keepOnly(versions.map((v) => v.id));
+    const focused = this.focusKey();
     this.updateCompareButton();
     this.compareRow.hidden = versions.length < 2;
     if (!versions.length) {
@@ -285,7 +303,7 @@ export class DetectorPanel {
     const table = el("table", "data-table detector-table");
     table.id = "detector-versions-table";
     const head = el("tr");
-    for (const h of ["Compare", "Version", "Created", "Dataset", "Epochs", ...METRICS.map(([, t]) => t), "Current"]) {
+    for (const h of this.columns()) {
       const th = el("th", "", h);
       th.scope = "col";
       head.append(th);
@@ -294,10 +312,63 @@ export class DetectorPanel {
     thead.append(head);
     const body = el("tbody");
     table.append(thead, body);
-    for (const v of versions) body.append(this.versionRow(v));
+    for (const v of versions) body.append(...this.versionRows(v));
     const wrap = el("div", "table-scroll");
     wrap.append(table);
     this.versionsBox.replaceChildren(wrap);
+    this.focus(focused);
+  }
+
+  private columns(): string[] {
+    const columns = ["Compare", "Version", "Created", "Dataset", "Epochs", ...METRICS.map(([, t]) => t), "Current"];
+    return this.manager ? [...columns, "Manage"] : columns;
+  }
+
+  /** The data-focus key of the focused control in the versions table, to focus its successor after a redraw. */
+  private focusKey(): string {
+    const active = document.activeElement;
+    return active instanceof HTMLElement && this.versionsBox.contains(active) ? active.dataset.focus ?? "" : "";
+  }
+
+  private focus(key: string): void {
+    if (key) this.versionsBox.querySelector<HTMLElement>(`[data-focus="${key}"]`)?.focus();
+  }
+
+  /** A version's row and, while its deletion is being confirmed, the confirmation under it. */
+  private versionRows(v: ModelVersion): HTMLElement[] {
+    const confirm = this.manager?.confirmRow(v, this.columns().length);
+    return confirm ? [this.versionRow(v), confirm] : [this.versionRow(v)];
+  }
+
+  /** Draw one version's rows again (its rename form or confirmation opened or closed) and focus `focus`. */
+  private redrawVersion(id: number, focus: string): void {
+    const v = this.list?.versions.find((x) => x.id === id);
+    const row = this.versionsBox.querySelector(`tr[data-version-id="${id}"]`);
+    if (!v || !row) return;
+    const keep = focus || this.focusKey();
+    this.versionsBox.querySelector(`tr[data-confirm-for="${id}"]`)?.remove();
+    row.replaceWith(...this.versionRows(v));
+    this.focus(keep);
+  }
+
+  private renamed(v: ModelVersion): void {
+    if (!this.list) return;
+    const before = this.list.versions.find((x) => x.id === v.id)?.label ?? `v${v.number}`;
+    this.list.versions = this.list.versions.map((x) => (x.id === v.id ? v : x));
+    this.say(this.versionsStatus,
+             before === v.label ? `${v.label} kept its name.` : `Renamed ${before} to ${v.label}.`);
+    relabelColumn(this.comparisonBox, v);
+    this.versionsChanged(this.list.versions);
+  }
+
+  private deleted(v: ModelVersion): void {
+    if (!this.list) return;
+    this.list.versions = this.list.versions.filter((x) => x.id !== v.id);
+    if (this.comparisonBox.querySelector(`th[data-version-id="${v.id}"]`)) this.comparisonBox.replaceChildren();
+    this.renderVersions();
+    this.say(this.versionsStatus, `Deleted ${v.label} and its unreviewed proposals.`);
+    this.versionsStatus.focus();
+    this.versionsChanged(this.list.versions);
   }
 
   private versionRow(v: ModelVersion): HTMLElement {
@@ -316,14 +387,14 @@ export class DetectorPanel {
     tick.className = "detector-compare-tick";
     tick.checked = this.checked.has(v.id);
     tick.setAttribute("aria-label", `Compare ${v.label}`);
+    tick.dataset.focus = `compare-${v.id}`;
     tick.addEventListener("change", () => {
       if (tick.checked) this.checked.add(v.id);
       else this.checked.delete(v.id);
       this.updateCompareButton();
     });
     td(tick);
-    const label = el("strong", "", v.label);
-    td(label);
+    td(this.manager ? this.manager.label(v) : el("strong", "detector-label", v.label), "detector-version-cell");
     td(`${v.created_by ?? "–"}, ${when(v.created_at)}`, "small");
     const dataset = td(`${f.objects ?? "?"} objects`);
     dataset.title = f.datasetName;
@@ -338,9 +409,11 @@ export class DetectorPanel {
       const make = el("button", "btn btn-small detector-make-current", "Make current");
       make.type = "button";
       make.setAttribute("aria-label", `Make ${v.label} current`);
+      make.dataset.focus = `make-current-${v.id}`;
       make.addEventListener("click", () => void this.makeCurrent(v, make));
       current.append(make);
     }
+    if (this.manager) td(this.manager.buttons(v));
     return tr;
   }
 

@@ -2,7 +2,8 @@
 """Detector-loop benchmark (issue 12 §6), the probe part: training and scoring time of the logistic probe and the
 kNN scorer on a cached grid the size of a 10k x 10k px scene (DINOv2-S, 14 px patches: 715 x 715 x 384 float16),
 beside prototype search scoring the same grid. Targets: training under 10 s, scoring under 1 s.
-Figures, never pass/fail. Django-free (the inference package only).
+The kNN scorer runs as a cascade (its logistic first stage, the vote on the cells it passes); --check also times the
+exact vote on every cell and counts what the cascade changed. Figures, never pass/fail. Django-free.
 """
 
 import argparse
@@ -62,7 +63,12 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--per-class", type=int, default=2000, help="reviewed object tokens per class")
     parser.add_argument("--background", type=int, default=20000, help="reviewed background tokens")
-    parser.add_argument("--knn-bank", type=int, default=4096, help="kNN bank size (tokens kept, even per column)")
+    parser.add_argument("--knn-bank", type=int, default=4096,
+                        help="kNN bank size (tokens kept, even per column; 4096: train_knn's default)")
+    parser.add_argument("--gate", type=float, default=None,
+                        help="the cascade's gate (x the threshold; 0: the vote on every cell); default: the scorer's")
+    parser.add_argument("--check", action="store_true",
+                        help="also score every cell by the vote (exact, 15-60 s) and compare the cascade with it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t_build, grid = timed(synthetic_grid, Path(tmp) / "grid.npy", args.side, args.dim, 12, 0)
@@ -77,8 +83,18 @@ def main() -> None:
         t_score, _ = timed(score_grid_probe, grid, logistic)
         rows.append(("logistic probe", t_train, t_score))
         t_train, knn = timed(train_knn, tokens, labels, k=20, max_bank=args.knn_bank)
-        t_score, _ = timed(score_grid_probe, grid, knn)
-        rows.append((f"kNN (k=20, bank {len(knn.bank_labels):,})", t_train, t_score))
+        counts = {}
+        gate = {} if args.gate is None else {"gate": args.gate}
+        t_score, (cascade_class, cascade_score) = timed(score_grid_probe, grid, knn, counts=counts, **gate)
+        rows.append((f"kNN (k=20, bank {len(knn.bank_labels):,}) cascade", t_train, t_score))
+        voted = counts["knn_cells"]
+        if args.check:
+            t_exact, (exact_class, exact_score) = timed(score_grid_probe, grid, knn, gate=0.0)
+            rows.append(("kNN, the vote on every cell", t_train, t_exact))
+            reached = cascade_score > 0  # cells the cascade voted on (a vote's object share is > 0 there)
+            lost = int(((exact_class >= 0) & (cascade_class < 0)).sum())
+            changed = int((cascade_class != exact_class)[reached].sum())
+            drift = float(np.abs(cascade_score - exact_score)[reached].max(initial=0.0))
         prototypes = [ClassPrototypes(c, (tokens[labels == c][:8] / np.linalg.norm(tokens[labels == c][:8], axis=1,
                                                                                    keepdims=True)))
                       for c in range(1, args.classes + 1)]
@@ -89,6 +105,12 @@ def main() -> None:
             train = f"train x{10 / train_s:.1f}" if train_s else "nothing to train"
             print(f"{name:36} {train_s:8.2f} {score_s:8.2f} {cells / score_s:12,.0f}  "
                   f"{train}, score x{1 / score_s:.2f} (x > 1: inside the target)")
+        print(f"kNN cascade: the vote ran on {voted:,} cells ({voted / cells:.2%}); "
+              f"{int((cascade_class >= 0).sum()):,} object cells")
+        if args.check:
+            print(f"  against the vote on every cell: {int((exact_class >= 0).sum()):,} object cells, {lost} of them "
+                  f"ruled out by the first stage; where the cascade voted, {changed} classes differ, "
+                  f"scores by at most {drift:.1e}")
 
 
 if __name__ == "__main__":

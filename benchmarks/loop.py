@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Detector-loop benchmark (issue 12 §6), the probe part: training and scoring time of the logistic probe and the
-kNN scorer on a cached grid the size of a 10k x 10k px scene (DINOv2-S, 14 px patches: 715 x 715 x 384 float16),
-beside prototype search scoring the same grid. Targets: training under 10 s, scoring under 1 s.
+"""Detector-loop benchmark (issue 12 §6): the probe part here, the YOLO part in loop_yolo.py (--parts).
+
+Probe: training and scoring time of the logistic probe and the kNN scorer on a cached grid the size of a 10k x 10k px
+scene (DINOv2-S, 14 px patches: 715 x 715 x 384 float16), beside prototype search scoring the same grid. Targets: training under 10 s, scoring under 1 s.
 The kNN scorer runs as a cascade (its logistic first stage, the vote on the cells it passes); --check also times the
 exact vote on every cell and counts what the cascade changed. Figures, never pass/fail. Django-free.
 """
@@ -19,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpu_tasks.inference.probe import BACKGROUND, score_grid_probe, train_knn, train_logistic  # noqa: E402
 from gpu_tasks.inference.prototypes import ClassPrototypes  # noqa: E402
 from gpu_tasks.inference.search import SearchParams, score_grid  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loop_yolo  # noqa: E402
 
 
 def synthetic_grid(path: Path, side: int, dim: int, n_cover: int, seed: int) -> np.memmap:
@@ -69,7 +73,19 @@ def main() -> None:
                         help="the cascade's gate (x the threshold; 0: the vote on every cell); default: the scorer's")
     parser.add_argument("--check", action="store_true",
                         help="also score every cell by the vote (exact, 15-60 s) and compare the cascade with it")
+    parser.add_argument("--parts", default="probe,yolo", help="probe, yolo or both (the YOLO part: loop_yolo.py)")
+    loop_yolo.add_arguments(parser)
     args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",")}
+    if "probe" in parts:
+        probe_part(args)
+    if "yolo" in parts:
+        for line in loop_yolo.run(args):
+            print(line)
+
+
+def probe_part(args) -> None:
+    """Training and scoring time of the probes beside prototype search on a grid of a 10k x 10k scene."""
     with tempfile.TemporaryDirectory() as tmp:
         t_build, grid = timed(synthetic_grid, Path(tmp) / "grid.npy", args.side, args.dim, 12, 0)
         tokens, labels = reviewed_tokens(grid, args.per_class, args.classes, args.background, 1)

@@ -47,12 +47,22 @@ def _columns(labels: np.ndarray) -> tuple[list[int], np.ndarray]:
     return class_ids, np.array([column.get(int(c), len(class_ids)) for c in labels], dtype=np.int64)
 
 
-def train_logistic(tokens: np.ndarray, labels: np.ndarray, l2: float = 1e-3, max_iter: int = 200) -> Probe:
-    """A softmax head over the object classes and the background, class-balanced, by full-batch L-BFGS."""
+def train_logistic(tokens: np.ndarray, labels: np.ndarray, l2: float = 1e-3, max_iter: int = 200,
+                   max_per_column: int = 4000, seed: int = 0) -> Probe:
+    """A softmax head over the object classes and the background, class-balanced, by full-batch L-BFGS.
+
+    At most max_per_column tokens of each column (a seeded sample): each L-BFGS step costs a pass over every token,
+    and 20,000 background tokens said little more than 4,000 (8.8 s -> ~3 s on the 26,000-token benchmark).
+    """
     import torch
 
     t0 = time.perf_counter()
     class_ids, y = _columns(np.asarray(labels))
+    if max_per_column and np.bincount(y).max() > max_per_column:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:max_per_column]
+                                       for c in range(len(class_ids) + 1)]))
+        tokens, y = np.asarray(tokens)[keep], y[keep]
     x = torch.from_numpy(_unit(tokens))
     target = torch.from_numpy(y)
     n_cols = len(class_ids) + 1

@@ -2,9 +2,10 @@
 """Detector-loop benchmark (issue 12 §6): the probe part here, the YOLO part in loop_yolo.py (--parts).
 
 Probe: training and scoring time of the logistic probe and the kNN scorer on a cached grid the size of a 10k x 10k px
-scene (DINOv2-S, 14 px patches: 715 x 715 x 384 float16), beside prototype search scoring the same grid. Targets: training under 10 s, scoring under 1 s.
-The kNN scorer runs as a cascade (its logistic first stage, the vote on the cells it passes); --check also times the
-exact vote on every cell and counts what the cascade changed. Figures, never pass/fail. Django-free.
+scene (DINOv2-S, 14 px patches: 715 x 715 x 384 float16), beside prototype search scoring the same grid. Targets:
+training under 10 s, scoring under 1 s. The kNN scorer runs as a cascade (its logistic first stage, the vote on the
+cells it passes); --check also times the exact vote on every cell and counts what the cascade changed. Figures,
+never pass/fail. Django-free.
 """
 
 import argparse

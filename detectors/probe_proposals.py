@@ -180,8 +180,9 @@ def probe_run(*, job: Job, run: RunContext) -> dict:
     meta, grid_tokens = grid_open(grid)
     run.progress(0.5, "Scoring the scene")
     with run.stage("score"):
+        scored_cells: dict = {}  # the kNN cascade says how many cells reached its vote
         best_class, best_score = score_grid_probe(grid_tokens, probe, threshold=params["threshold"],
-                                                  timings=run.timings)
+                                                  timings=run.timings, counts=scored_cells)
     scored = [c for c in classes if c.pk in present]
     typical, largest = class_object_cells(scene, scored, meta.cell_px)
     search = SearchParams(default_threshold=params["threshold"], max_candidates=params["max_candidates"],
@@ -205,7 +206,7 @@ def probe_run(*, job: Job, run: RunContext) -> dict:
     names = {c.pk: c.name for c in classes}
     return {
         "detections": len(rows), "replaced": replaced, "skipped_known": len(candidates) - len(fresh),
-        "dropped_oversize": dropped.get("dropped_oversize", 0), "kind": params["kind"],
+        "dropped_oversize": dropped.get("dropped_oversize", 0), "kind": params["kind"], "scoring": scored_cells,
         "training": {"tokens": int(len(labels)), "background": int((labels == BACKGROUND).sum()),
                      "per_class": {names[c]: int((labels == c).sum()) for c in sorted(present)},
                      "scenes": per_scene},

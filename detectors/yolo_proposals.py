@@ -85,6 +85,16 @@ def torch_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def _cached_grid(scene: Scene):
+    """The scene's complete grid when it has one, else None."""
+    from gpu_tasks.requery import NoCachedGrid, requery_grid
+
+    try:
+        return requery_grid(scene=scene, last=None)
+    except NoCachedGrid:
+        return None
+
+
 def _score(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
 
@@ -135,10 +145,14 @@ def predict_run(*, job: Job, run: RunContext) -> dict:
     boxes_px = np.asarray([b.box_px for b in kept], dtype=np.float64).reshape(-1, 4)
     yolo_ids = np.asarray([index_to_id[b.class_index] for b in kept], dtype=np.int64)
     yolo_scores = np.asarray([b.score for b in kept], dtype=np.float64)
-    grid = scene_grid_ensure(scene=scene, scale=1.0, job=None, run=run.part(0.5, 0.85))  # once per scene
-    meta, tokens = grid_open(grid)
+    verify = params.get("verify", True)
+    if verify:
+        grid = scene_grid_ensure(scene=scene, scale=1.0, job=None, run=run.part(0.5, 0.85))  # once per scene
+    else:  # without verification no backbone is needed: a cached grid only indexes the new proposals
+        grid = _cached_grid(scene)
+    meta, tokens = grid_open(grid) if grid is not None else (None, None)
     verdicts, unverified_why = None, "verification off"
-    if params.get("verify", True) and len(kept):
+    if verify and len(kept):
         verdicts, unverified_why = _verify(scene=scene, grid=grid, meta=meta, tokens=tokens, boxes_px=boxes_px,
                                            class_ids=yolo_ids, margin=params["relabel_margin"], run=run)
     final_ids = yolo_ids.copy()
@@ -165,7 +179,8 @@ def predict_run(*, job: Job, run: RunContext) -> dict:
         "model_version": version.pk, "label": str(version), "detections": len(rows), "replaced": replaced,
         "skipped_known": int((~fresh).sum()), "dropped_deleted_class": len(found) - len(kept),
         "relabelled": relabelled, "verified": verdicts is not None, "unverified_why": unverified_why if verdicts is
-        None else "", "tiles": int(timings.get("tiles", 0)), "scale": scale, "grid": grid_summary(grid),
+        None else "", "tiles": int(timings.get("tiles", 0)), "scale": scale,
+        "grid": grid_summary(grid) if grid is not None else None,
     }
 
 

@@ -415,9 +415,9 @@ def known_object_mask(scene: Scene, boxes_px: np.ndarray) -> np.ndarray:
 def proposals_replace(
     *,
     scene: Scene,
-    grid: PatchGrid,
-    tokens: np.ndarray,
-    meta: GridMeta,
+    grid: PatchGrid | None,
+    tokens: np.ndarray | None,
+    meta: GridMeta | None,
     job: Job | None,
     replaces: Q,
     boxes_px: np.ndarray,
@@ -434,6 +434,7 @@ def proposals_replace(
 
     Every proposer (prototype search, probe, YOLO) writes through here: the proposals lock, the delete, one insert
     and the new rows' object-index vectors (now, or appended to `index_later` for after the reviewer has them).
+    grid None (YOLO without verification on a scene never embedded): no vectors; a proposal is pooled once reviewed.
     """
     by_id = {c.pk: c for c in ObjectClass.objects.filter(project_id=scene.project_id, pk__in=set(class_ids))}
     with run.stage("save_detections"), transaction.atomic():
@@ -460,16 +461,16 @@ def proposals_replace(
                         proposer=proposer,
                         model_version_id=model_version_id,
                         proposer_scores=more,
-                        model_key=grid.space_key,
+                        model_key=grid.space_key if grid is not None else "",
                         job=job,
                     )
                 )
             _proposals_insert(rows)
-        if index_later is None:
+        if index_later is None and grid is not None:
             # Indexed under the same lock: the next search cannot delete these rows before their vectors are in.
             with run.stage("replace_index"):
                 _proposals_index(scene=scene, grid=grid, rows=rows, vectors=box_vectors(tokens, meta, boxes_px))
-    if index_later is not None:
+    if index_later is not None and grid is not None:
         index_later.append(
             lambda: _proposals_index(
                 scene=scene, grid=grid, rows=rows, vectors=box_vectors(tokens, meta, boxes_px), lock=True

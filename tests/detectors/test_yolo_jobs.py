@@ -221,3 +221,25 @@ def test_a_corrupt_or_missing_weights_file_fails_the_job_in_words(embedded, vers
     job = yolo_proposals.predict_submit(scene=embedded, user=manager, role="manager", data={}, enqueue=False).job
     job = yolo_proposals.predict_job_run(job_id=job.pk)
     assert job.status == JobStatus.FAILED and "weights of v1 are missing" in job.error
+
+
+def test_without_verification_no_backbone_is_needed(scene, project, manager, monkeypatch):
+    """A scene never embedded on a server without DINOv2 weights: YOLO proposes unverified; asking to verify says
+    which model is missing and how to install it."""
+    from ultralytics import YOLO
+
+    monkeypatch.setattr(tiled_detection, "ultralytics_predictor", colour_predictor)
+    weights = Path(settings.DATA_DIR) / "detectors" / "v1.pt"
+    weights.parent.mkdir(parents=True)
+    YOLO("yolov8n.yaml").save(weights)
+    classes = [{"index": c.index, "class_id": c.pk, "name": c.name} for c in project.classes.order_by("index")]
+    ModelVersion.objects.create(project=project, number=1, gsd_m=scene.gsd_m, imgsz=256, classes=classes,
+                                weights=str(weights.relative_to(settings.DATA_DIR)), is_current=True)
+    job = predict(scene, manager, verify=False)
+    assert job.result["verified"] is False and job.result["grid"] is None
+    found = list(scene.detections.filter(proposer=Proposer.YOLO))
+    assert found_names(scene, found) == {"red_a", "red_b", "red_c", "blue_a", "blue_b"}
+    assert all(d.model_key == "" and "verify_score" not in d.proposer_scores for d in found)
+    job = yolo_proposals.predict_submit(scene=scene, user=manager, role="manager", data={}, enqueue=False).job
+    job = yolo_proposals.predict_job_run(job_id=job.pk)
+    assert job.status == JobStatus.FAILED and "fetch_models" in job.error

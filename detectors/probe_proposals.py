@@ -56,7 +56,11 @@ def probe_submit(*, scene: Scene, user: AbstractBaseUser | None, role: str | Non
     unknown = set(req["classes"]) - set(known.values_list("pk", flat=True))
     if unknown:
         raise DomainError(f"Classes {sorted(unknown)} are not classes of this project.")
-    requery_grid(scene=scene, last=None)  # 409 now, not in the job, when the scene was never embedded
+    try:  # 409 now, not in the job, when the scene was never embedded
+        requery_grid(scene=scene, last=None)
+    except NoCachedGrid as exc:
+        raise NoCachedGrid("Run a search on this scene first: the probe scores its patch embeddings (the search "
+                           "computes them once).", detail={"scene": scene.pk}) from exc
     with transaction.atomic():
         job = job_services.job_create(kind=JobKind.PROBE, project_id=scene.project_id, scene=scene, user=user,
                                       params=req)

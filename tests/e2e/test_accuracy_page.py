@@ -44,7 +44,7 @@ def test_a_manager_marks_done_cells_and_measures_search(page, live_server, proje
     base = live_server.url
     log_in(page, base)
     page.goto(f"{base}/projects/{project.pk}/")
-    row = page.locator(f"#accuracy-areas li[data-scene-id='{scene.pk}']")
+    row = page.locator(f"#accuracy-areas li[data-accuracy-scene='{scene.pk}']")
     expect(row).to_have_attribute("data-areas", "0")
     row.get_by_role("button", name=f"Mark the done work cells of {scene.name} as accuracy areas").click()
     expect(row).to_have_attribute("data-areas", "1")
@@ -75,7 +75,7 @@ def test_a_reviewer_measures_but_is_not_offered_marking(page, live_server, proje
     base = live_server.url
     log_in(page, base, "rev", "pw-rev")
     page.goto(f"{base}/projects/{project.pk}/")
-    row = page.locator(f"#accuracy-areas li[data-scene-id='{scene.pk}']")
+    row = page.locator(f"#accuracy-areas li[data-accuracy-scene='{scene.pk}']")
     expect(row).to_have_attribute("data-areas", "0")
     expect(row.get_by_role("button")).to_have_count(0)
     page.locator("#accuracy-measure").click()

@@ -27,7 +27,7 @@ def test_log_in_open_scene_and_see_tiles(page, live_server, project, ingested):
     scene = ingested(NEON)
     log_in(page, live_server.url)
     page.click(f"text={project.name}")
-    card = page.locator(f"[data-scene-id='{scene.pk}']")
+    card = page.locator(f".scene-card[data-scene-id='{scene.pk}']")
     card.wait_for()
     thumb = card.locator("img")
     thumb.wait_for()

@@ -96,7 +96,7 @@ export class AccuracyPanel {
       const rows = await Promise.all(scenes.map(async (scene) => {
         const areas = await getJson<Area[]>(`/api/scenes/${scene.id}/accuracy-areas/`);
         const li = el("li");
-        li.dataset.sceneId = String(scene.id);
+        li.dataset.accuracyScene = String(scene.id);
         li.dataset.areas = String(areas.length);
         li.append(el("span", "", `${scene.name}: ${areas.length} area${areas.length === 1 ? "" : "s"}`));
         if (this.manager) {

@@ -219,12 +219,6 @@ def export_run(*, job: Job, run: RunContext) -> dict:
     params = export_params({**{k: v for k, v in job.params.items() if k not in ("definition_id", "selected")},
                             "save": False})
     params["definition_id"] = job.params.get("definition_id")
-    scenes = selection.export_scenes(project, params)
-    selected = selection.selection_counts(scenes, params)
-    total = sum(selected.values())
-    if not total:
-        raise DomainError("No object matches this export any more (objects were deleted or re-reviewed since it was "
-                          "started); widen the choice or review some objects.")
     folder = exports_dir() / str(job.pk)
     shutil.rmtree(folder, ignore_errors=True)  # a run after a killed worker starts clean
     root = folder / "data"
@@ -233,11 +227,7 @@ def export_run(*, job: Job, run: RunContext) -> dict:
         if run.should_cancel():  # cancelled while it waited for a worker
             raise Cancelled()
         with run.stage("write"):
-            stats = _write(root=root, params=params, project=project, scenes=scenes, total=total,
-                           run=run.part(0.0, 0.9))
-        _check_nothing_lost(stats, total)
-        manifest = manifest_of(job=job, params=params, project=project, scenes=scenes, stats=stats, selected=selected)
-        (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            manifest = dataset_write(job=job, project=project, params=params, root=root, run=run.part(0.0, 0.9))
         name = download_name(project, job)
         if run.should_cancel():
             raise Cancelled()
@@ -265,20 +255,17 @@ def selection_check(project: Project, params: dict) -> int:
 
 
 def dataset_write(*, job: Job, project: Project, params: dict, root: Path, run: RunContext) -> dict:
-    """Write validated export params under root (no zip) and return its manifest; for a job that consumes the
-    dataset itself, such as YOLO training. Refuses, as an export does, a selection that would lose a label."""
+    """Write validated export params under root with its manifest (no zip) and return the manifest: the export's
+    own writing, and what a job that consumes the dataset itself (YOLO training) calls. ExportLoss when a label
+    would be lost or emptied (the caller says what was therefore not made)."""
     scenes = selection.export_scenes(project, params)
     selected = selection.selection_counts(scenes, params)
     total = sum(selected.values())
     if not total:
-        raise DomainError("No object matches this dataset any more (objects were deleted or re-reviewed since it was "
-                          "started); widen the choice or review some objects.")
-    try:
-        stats = _write(root=root, params=params, project=project, scenes=scenes, total=total, run=run)
-        _check_nothing_lost(stats, total)
-    except ExportLoss as exc:
-        raise DomainError(f"The dataset would lose or empty a label: {exc.key} {exc.reason}.",
-                          detail={"object": exc.key, "reason": exc.reason}) from exc
+        raise DomainError("No object matches this selection any more (objects were deleted or re-reviewed since it "
+                          "was started); widen the choice or review some objects.")
+    stats = _write(root=root, params=params, project=project, scenes=scenes, total=total, run=run)
+    _check_nothing_lost(stats, total)
     manifest = manifest_of(job=job, params=params, project=project, scenes=scenes, stats=stats, selected=selected)
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest

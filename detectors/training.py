@@ -15,6 +15,7 @@ from annotate.models import DetectionStatus, Project
 from annotate.permissions import Action, require
 from datasets import export_services
 from datasets.export_options import export_params
+from datasets.export_types import ExportLoss
 from datasets.models import ExportDefinition
 from gpu_tasks import job_admission, runtime
 from gpu_tasks import services as job_services
@@ -153,8 +154,12 @@ def train_run(*, job: Job, run: RunContext) -> dict:
             raise Cancelled()
         dataset = job.params["dataset"]
         with run.stage("dataset"):
-            manifest = export_services.dataset_write(job=job, project=job.project, params=dataset,
-                                                     root=work / "dataset", run=run.part(0.0, DATASET_SHARE))
+            try:
+                manifest = export_services.dataset_write(job=job, project=job.project, params=dataset,
+                                                         root=work / "dataset", run=run.part(0.0, DATASET_SHARE))
+            except ExportLoss as exc:
+                raise DomainError(f"The training set would lose or empty a label, so nothing was trained: {exc.key} "
+                                  f"{exc.reason}.", detail={"object": exc.key, "reason": exc.reason}) from exc
         gsd_m = _training_gsd(dataset, manifest)
         warnings = _check_splits(work / "dataset", manifest)
         train_part = run.part(DATASET_SHARE, 1.0)

@@ -7,8 +7,12 @@ from django.contrib.gis.geos import Polygon
 
 from annotate.models import Detection, DetectionSource, DetectionStatus
 from gpu_tasks import runtime
+from tests.gpu_tasks import test_update_proposals
 from tests.gpu_tasks.support import ColourEmbedder, polygon_centre_px, px_box_to_polygon
-from tests.gpu_tasks.test_update_proposals import OBJECTS, centre, example, lookalike_scene, searched
+from tests.gpu_tasks.test_update_proposals import OBJECTS, centre, example, searched
+
+# The Update-proposals tests' synthetic scene fixture, shared: assigned here, pytest registers it for this folder.
+scene = test_update_proposals.scene
 
 
 @pytest.fixture
@@ -16,14 +20,6 @@ def colour():
     """The colour embedder behind runtime.embedder() for the whole test."""
     with runtime.use_embedder(ColourEmbedder()) as embedder:
         yield embedder
-
-
-@pytest.fixture
-def scene(tmp_path, ingested):
-    scene = ingested(lookalike_scene(tmp_path / "lookalikes.tif"))
-    scene.stretch = [[0.0, 255.0]] * len(scene.stretch)  # as is: the colours are what the embedder sees
-    scene.save(update_fields=["stretch"])
-    return scene
 
 
 @pytest.fixture
